@@ -1,0 +1,13 @@
+"""Network architectures. Every module follows one contract (like spandrel's descriptors):
+
+* input: (N, C, h, w) float tensor in [0, 1], C = ``module.in_channels``;
+* output: (N, C, h * module.scale, w * module.scale), unclamped (callers clamp);
+* fully convolutional, any h, w >= 2; ``module.receptive_margin`` = how many
+  input pixels around a tile are needed for tiled inference to match whole-image
+  inference.
+"""
+
+from .srcnn import SRCNN
+from .vdsr import VDSR
+
+__all__ = ["SRCNN", "VDSR"]

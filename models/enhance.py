@@ -1,0 +1,138 @@
+"""The one service function the UI, training, evaluation and scripts call: :func:`enhance`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from .colour import apply_on_luma
+from .device import default_device, pick_dtype
+from .errors import InvalidImageError, UnknownModelError
+from .loading import load_network
+from .registry import ModelSpec, get_spec
+from .resample import to_numpy, to_tensor, upscale
+from .tiling import tiled_apply
+
+# Largest input and output accepted (pixels per channel). A 2048x2048 image at
+# x4 gives 67 Mpx; beyond ~270 Mpx one float32 RGB output alone is > 3 GB.
+MAX_INPUT_PIXELS = int(os.environ.get("MEDENHANCE_MAX_PIXELS", 80_000_000))
+MAX_OUTPUT_PIXELS = int(os.environ.get("MEDENHANCE_MAX_OUTPUT_PIXELS", 270_000_000))
+
+# Output pixels per tile side; keeps one tile's activations at tens of MB.
+DEFAULT_TILE_OUTPUT = 512
+
+
+def validate_image(image: Any) -> np.ndarray:
+    """Check the image convention and return a C-contiguous float32 copy-free view.
+
+    Accepts float arrays of shape (H, W) or (H, W, 3) with finite values in
+    [0, 1] (tiny rounding overshoot is clipped) and H, W >= 2.
+
+    Raises:
+        InvalidImageError: anything else, with a message saying what is wrong.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InvalidImageError(f"expected a numpy array, got {type(image).__name__}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise InvalidImageError(
+            f"expected float32 values in [0, 1], got dtype {image.dtype}; divide integer images by their maximum"
+        )
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise InvalidImageError(f"expected shape (H, W) or (H, W, 3), got {image.shape}")
+    h, w = image.shape[:2]
+    if h < 2 or w < 2:
+        raise InvalidImageError(f"image is {w}x{h}; at least 2x2 pixels are needed")
+    if h * w > MAX_INPUT_PIXELS:
+        raise InvalidImageError(f"image has {h * w:,} pixels; the limit is {MAX_INPUT_PIXELS:,}")
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise InvalidImageError("image contains NaN or infinite values")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise InvalidImageError(f"values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+    if lo < 0 or hi > 1:
+        image = np.clip(image, 0.0, 1.0)
+    return image
+
+
+def enhance(
+    image: np.ndarray,
+    model_name: str,
+    *,
+    device: str | None = None,
+    tile: int | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Run a registered model (network or classical baseline) on one image.
+
+    Args:
+        image: float32 in [0, 1], shape (H, W) or (H, W, 3).
+        model_name: a name from :func:`models.list_models`.
+        device: ``"cpu"``, ``"cuda"``, ...; default: CUDA when present.
+        tile: networks only: input tile size in pixels (default: tiles whose
+            output is 512 px a side); smaller tiles bound memory further.
+        **options: classical baselines' documented options (e.g. ``sigma`` for
+            non-local means), overriding the registered defaults.
+    Returns:
+        float32 in [0, 1] of shape (H*scale, W*scale) or (H*scale, W*scale, 3).
+    Raises:
+        InvalidImageError: the image breaks the convention or is too large.
+        UnknownModelError: no such model, or an option it does not take.
+    """
+    spec = get_spec(model_name)
+    image = validate_image(image)
+    h, w = image.shape[:2]
+    if h * w * spec.scale**2 > MAX_OUTPUT_PIXELS:
+        raise InvalidImageError(
+            f"{spec.name} would produce {h * w * spec.scale**2:,} pixels; the limit is {MAX_OUTPUT_PIXELS:,}"
+        )
+    if spec.kind == "classical":
+        out = _run_classical(spec, image, options)
+    else:
+        if options:
+            raise UnknownModelError(f"{spec.name} takes no options, got {sorted(options)}")
+        out = _run_network(spec, image, device or default_device(), tile)
+    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _run_classical(spec: ModelSpec, image: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise UnknownModelError(f"{spec.name} does not take {sorted(unknown)}; options: {sorted(spec.options)}")
+    kwargs = {**spec.options, **options}
+    if spec.task == "sr":
+        kwargs["scale"] = spec.scale
+    return spec.fn(image, **kwargs)
+
+
+def _run_network(spec: ModelSpec, image: np.ndarray, device: str, tile: int | None) -> np.ndarray:
+    module = load_network(spec, device)
+    colour = image.ndim == 3
+    if colour and spec.in_channels == 1:
+        # Grayscale network on a colour image: model on luma, chroma bicubic (SR) or kept.
+        chroma = (lambda c: upscale(c, spec.scale)) if spec.scale > 1 else None
+        return apply_on_luma(image, lambda y: _run_planes(spec, module, y, device, tile), chroma)
+    if not colour and spec.in_channels == 3:
+        rgb = np.repeat(image[..., None], 3, axis=-1)
+        return _run_planes(spec, module, rgb, device, tile).mean(axis=-1)
+    return _run_planes(spec, module, image, device, tile)
+
+
+def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, device: str, tile: int | None) -> np.ndarray:
+    """Tiled forward pass of an image whose channels match the module."""
+    dtype = pick_dtype(spec.name, module, device)
+    tile = tile or max(DEFAULT_TILE_OUTPUT // spec.scale, 16)
+    margin = getattr(module, "receptive_margin", 16)
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(device, non_blocking=True)
+        if dtype != torch.float32:
+            with torch.autocast(device_type="cuda", dtype=dtype):
+                return module(t).float().clamp_(0, 1).cpu()
+        return module(t).clamp_(0, 1).cpu()
+
+    x = to_tensor(image)
+    return to_numpy(tiled_apply(fn, x, spec.scale, tile, margin), image.ndim == 3)

@@ -1,0 +1,56 @@
+"""Command line: ``python -m train fit ...`` and ``python -m train eval ...``.
+
+Examples::
+
+    python -m train fit --model vdsr_x2 --data ../shared/data/hannover-cxr/png --steps 3000
+    python -m train fit --model vdsr_x2 --resume          # continue from checkpoints/
+    python -m train eval --models srcnn_x2,vdsr_x2 --scale 2 --data ../shared/data/hannover-cxr/png
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import DEFAULT_SPLIT, add_fit_args, config_from_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    add_fit_args(sub.add_parser("fit", help="train one registered network"))
+    e = sub.add_parser("eval", help="score models on the held-out test patients")
+    e.add_argument("--models", required=True, help="comma-separated registry names (bicubic/lanczos rows are added)")
+    e.add_argument("--scale", type=int, required=True)
+    e.add_argument("--data", default="../shared/data/hannover-cxr/png")
+    e.add_argument("--split-file", default=str(DEFAULT_SPLIT))
+    e.add_argument("--subset", default="test", choices=["train", "val", "test"])
+    e.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
+    e.add_argument("--out", default="results", help="folder for the CSV and markdown table")
+    e.add_argument("--write-cards", action="store_true", help="store the test scores in each network's weights metadata")
+    e.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+
+    if args.cmd == "fit":
+        from .fit import fit
+
+        fit(config_from_args(args))
+        return 0
+    from .evaluate import evaluate_sr
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    evaluate_sr(
+        [m for m in args.models.split(",") if m],
+        scale=args.scale, data=args.data, split_file=args.split_file, subset=args.subset,
+        limit=args.limit, out_dir=args.out, write_cards=args.write_cards,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    sys.exit(main())

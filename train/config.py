@@ -1,0 +1,54 @@
+"""Training configuration: one dataclass, filled from argparse by ``python -m train fit``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_SPLIT = Path(__file__).resolve().parent.parent / "splits" / "hannover-cxr.json"
+
+
+@dataclass
+class FitConfig:
+    model: str = "srcnn_x2"  # registry name; its spec gives architecture and scale
+    data: str = "../shared/data/hannover-cxr/png"
+    split_file: str = str(DEFAULT_SPLIT)
+    out: str = ""  # weights file to write; default models/weights/<spec.weights>
+    ckpt_dir: str = "checkpoints"
+    steps: int = 3000
+    batch: int = 16
+    patch: int = 64  # high-resolution patch side in pixels (multiple of the scale)
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    loss: str = "l1"
+    val_every: int = 250
+    val_crop: int = 256  # centre crop of each validation image (HR px); 0 = whole image
+    select_by: str = "psnr"  # best-on-validation criterion: psnr or ssim
+    ckpt_every: int = 250
+    resume: bool = False
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch default
+    device: str = ""  # "" = cuda if available else cpu
+    notes: str = ""  # free text copied into the model card
+    extra: dict = field(default_factory=dict)
+
+
+def add_fit_args(p: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per :class:`FitConfig` field (``--resume`` is a switch)."""
+    for f in fields(FitConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=f"(default: {default})")
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"(default: {default!r})")
+
+
+def config_from_args(ns: argparse.Namespace) -> FitConfig:
+    return FitConfig(**{f.name: getattr(ns, f.name) for f in fields(FitConfig) if f.name != "extra"})

@@ -1,0 +1,139 @@
+"""Datasets: a folder of images, patient-level splits, and random training patches.
+
+* :func:`find_images` walks a folder recursively for DICOM/PNG/JPEG/TIFF files.
+* :func:`make_split` assigns whole patients to train/val/test (seeded) and
+  writes a JSON split file that evaluation reuses, so no patient ever sits on
+  both sides. Patients come from an optional CSV (image id -> patient id);
+  without one, every image is its own patient.
+* :func:`load_images` reads them with the studio's own reader
+  (:func:`models.read_image`), so training sees exactly what users upload.
+* :func:`sample_patches` draws an augmented batch of patches (torchvision
+  ``transforms.v2``: random crop, flips, 90-degree rotations).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+from models import read_image
+
+IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """All image files under ``root`` (recursive, sorted). Files with no suffix count (DICOM)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def read_patient_map(csv_path: str | Path, image_col: str = "image_id", patient_col: str = "patient_id") -> dict[str, str]:
+    """image id (file stem) -> patient id, from a CSV with those two columns."""
+    with open(csv_path, newline="") as f:
+        return {row[image_col]: row[patient_col] for row in csv.DictReader(f)}
+
+
+def find_patient_csv(root: str | Path) -> Path | None:
+    """A ``data.csv`` next to or above the images folder (the Hannover layout), if any."""
+    root = Path(root)
+    for cand in (root / "data.csv", root.parent / "data.csv"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def make_split(
+    files: list[Path],
+    patients: dict[str, str] | None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+) -> dict[str, list[str]]:
+    """Split image files into train/val/test by patient, deterministically.
+
+    Returns:
+        {"train": [...], "val": [...], "test": [...]} of image ids (file
+        stems), plus "patients": {split: [patient ids]}.
+    """
+    by_patient: dict[str, list[str]] = {}
+    for p in files:
+        pid = (patients or {}).get(p.stem, p.stem)
+        by_patient.setdefault(pid, []).append(p.stem)
+    ids = sorted(by_patient)
+    random.Random(seed).shuffle(ids)
+    n_test = max(1, round(len(ids) * test_fraction))
+    n_val = max(1, round(len(ids) * val_fraction))
+    groups = {"test": ids[:n_test], "val": ids[n_test : n_test + n_val], "train": ids[n_test + n_val :]}
+    split: dict = {k: sorted(s for pid in v for s in by_patient[pid]) for k, v in groups.items()}
+    split["patients"] = {k: sorted(v) for k, v in groups.items()}
+    return split
+
+
+def load_or_make_split(data: str | Path, split_file: str | Path, seed: int = 0) -> dict[str, list[str]]:
+    """Reuse ``split_file`` if it exists (evaluation must see the training split), else create it."""
+    split_file = Path(split_file)
+    if split_file.is_file():
+        return json.loads(split_file.read_text())
+    files = find_images(data)
+    csv_path = find_patient_csv(data)
+    split = make_split(files, read_patient_map(csv_path) if csv_path else None, seed=seed)
+    split["seed"] = seed
+    split["source"] = str(Path(data).name)
+    split_file.parent.mkdir(parents=True, exist_ok=True)
+    split_file.write_text(json.dumps(split, indent=1))
+    return split
+
+
+@dataclass
+class Image:
+    id: str
+    pixels: np.ndarray  # float32 [0, 1], (H, W) or (H, W, 3)
+
+
+def load_images(data: str | Path, ids: list[str], grayscale: bool = True) -> list[Image]:
+    """Read the images with those ids (file stems) from ``data`` with the studio reader."""
+    wanted = set(ids)
+    out = []
+    for p in find_images(data):
+        if p.stem in wanted:
+            img, _ = read_image(p)
+            if grayscale and img.ndim == 3:
+                img = img.mean(axis=-1, dtype=np.float32)
+            out.append(Image(p.stem, img))
+    missing = wanted - {i.id for i in out}
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of the split are missing from {data}, e.g. {sorted(missing)[:3]}")
+    return out
+
+
+def augmentation(patch: int) -> v2.Transform:
+    """Random crop of ``patch`` px, horizontal/vertical flips and a random 90-degree rotation."""
+    return v2.Compose([
+        v2.RandomCrop(patch),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomApply([v2.Lambda(lambda t: t.transpose(-1, -2))], p=0.5),  # with the flips: all 8 rot90/flip variants
+    ])
+
+
+def sample_patches(images: list[Image], batch: int, transform: v2.Transform, rng: random.Random) -> torch.Tensor:
+    """A (batch, C, P, P) float32 tensor of augmented patches, images drawn uniformly.
+
+    Randomness comes from ``rng`` (image choice) and torch's global generator
+    (transforms), both seeded by ``fit`` so runs are reproducible.
+    """
+    out = []
+    for _ in range(batch):
+        img = rng.choice(images).pixels
+        t = torch.from_numpy(img[None] if img.ndim == 2 else img.transpose(2, 0, 1))
+        out.append(transform(t))
+    return torch.stack(out).contiguous()

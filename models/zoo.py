@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from . import classical
-from .arch import SRCNN, VDSR
+from .arch import EDSR, RRDBNet, SRCNN, SRResNet, VDSR
 from .registry import ModelSpec, register
 
 # --- classical baselines -------------------------------------------------------
@@ -41,3 +41,36 @@ for s in (2, 4):
         "Trained on Hannover chest radiographs, patient-level split.",
         weights=f"vdsr_x{s}.safetensors", build=partial(VDSR, scale=s),
     ))
+
+for s in (2, 4):
+    register(ModelSpec(
+        f"edsr_x{s}", "sr", s, 1,
+        f"EDSR-baseline-style x{s} (Lim et al. 2017): 8 residual blocks x 48 features, no batch norm, "
+        "pixel-shuffle upsampling, residual over bicubic. Trained on Hannover chest radiographs, patient-level split.",
+        weights=f"edsr_x{s}.safetensors", build=partial(EDSR, scale=s),
+    ))
+
+register(ModelSpec(
+    "srresnet_x4", "sr", 4, 1,
+    "SRResNet x4 (Ledig et al. 2017): 8 residual blocks x 48 features with PReLU, batch norm removed; "
+    "trained with L1 (PSNR-oriented). Also the starting point of srgan_x4.",
+    weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
+))
+register(ModelSpec(
+    "srgan_x4", "sr", 4, 1,
+    "SRGAN x4 (Ledig et al. 2017): the SRResNet generator fine-tuned with a standard GAN loss against a "
+    "VGG-style discriminator plus L1 + feature (perceptual) loss. Sharper textures; may hallucinate detail.",
+    weights="srgan_x4.safetensors", build=partial(SRResNet, scale=4),
+))
+register(ModelSpec(
+    "rrdbnet_x4", "sr", 4, 1,
+    "RRDBNet x4 (Wang et al. 2018, the ESRGAN generator): 4 RRDB blocks, 32 features, growth 16; "
+    "trained with L1 (PSNR-oriented). Also the starting point of esrgan_x4.",
+    weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4),
+))
+register(ModelSpec(
+    "esrgan_x4", "sr", 4, 1,
+    "ESRGAN x4 (Wang et al. 2018): RRDBNet fine-tuned with a relativistic-average GAN loss plus L1 + feature "
+    "(perceptual) loss. Sharper textures; may hallucinate detail.",
+    weights="esrgan_x4.safetensors", build=partial(RRDBNet, scale=4),
+))

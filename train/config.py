@@ -24,15 +24,21 @@ class FitConfig:
     warmup: int = 100
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    loss: str = "l1"
+    loss: str = "l1"  # weighted terms from train.losses.LOSSES, e.g. "l1+0.1*gradient"
+    init: str = ""  # start from these weights (e.g. a PSNR-trained generator before GAN training)
+    gan: str = ""  # "" (no discriminator), "standard" (SRGAN) or "relativistic" (ESRGAN)
+    adv_weight: float = 5e-3  # weight of the generator's adversarial term
+    d_lr: float = 1e-4
+    d_feats: int = 32
     val_every: int = 250
     val_crop: int = 256  # centre crop of each validation image (HR px); 0 = whole image
-    select_by: str = "psnr"  # best-on-validation criterion: psnr or ssim
+    select_by: str = "psnr"  # best-on-validation: psnr, ssim, or perceptual (lowest feature distance with PSNR >= bicubic)
     ckpt_every: int = 250
     resume: bool = False
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch default
     device: str = ""  # "" = cuda if available else cpu
+    amp: str = "auto"  # mixed precision: "auto" (bf16 on CUDA, off on CPU), "bf16" (also on CPU), "off"
     notes: str = ""  # free text copied into the model card
     extra: dict = field(default_factory=dict)
 

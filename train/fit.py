@@ -1,15 +1,21 @@
 """``fit()``: train one registered network and export its weights with a model card.
 
 A plain loop (nanoGPT style): sample a batch of clean patches, degrade them,
-step the optimizer, validate every ``val_every`` steps on held-out patients,
-keep the best state, checkpoint every ``ckpt_every`` steps, export the best
-weights as safetensors whose metadata is the model card.
+step the optimizer (and a discriminator for GAN training), validate every
+``val_every`` steps on held-out patients, keep the best state, checkpoint
+every ``ckpt_every`` steps, export the best weights as safetensors whose
+metadata is the model card.
+
+Multi-GPU: launch the same command with ``torchrun --nproc_per_node N -m train
+fit ...``; each rank draws its own patches (seed + rank), gradients are
+averaged by DDP, rank 0 validates, checkpoints and exports.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import platform
 import random
 import time
@@ -19,26 +25,30 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as tdist
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from models import get_spec
+from models.arch.discriminator import Discriminator
 from models.loading import WEIGHTS_DIR, save_weights
-from models.resample import to_numpy, to_tensor
+from models.resample import to_numpy, to_tensor, upscale
 
 from . import metrics
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig
 from .data import Image, augmentation, load_images, load_or_make_split, sample_patches
 from .degrade import bicubic_down, bicubic_down_tensor, crop_to_multiple
-from .losses import LOSSES
+from .losses import ADVERSARIAL, FeatureNet, parse_loss
 
 
-def lr_at(step: int, cfg: FitConfig) -> float:
-    """Linear warm-up to ``cfg.lr`` then cosine decay to ``cfg.min_lr``."""
+def lr_at(step: int, cfg: FitConfig, peak: float | None = None) -> float:
+    """Linear warm-up to ``peak`` (default ``cfg.lr``) then cosine decay to ``cfg.min_lr``."""
+    peak = cfg.lr if peak is None else peak
     if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
+        return peak * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+    return cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
 def centre_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
@@ -56,52 +66,102 @@ def degrade_pair(img: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return bicubic_down(hr, scale), hr
 
 
+def _feature_distance(net: FeatureNet, a: np.ndarray, b: np.ndarray) -> float:
+    with torch.no_grad():
+        fa, fb = net(to_tensor(a)), net(to_tensor(b))
+        return float(sum(torch.mean(torch.abs(x - y)) for x, y in zip(fa, fb)))
+
+
 @torch.no_grad()
 def validate(model: torch.nn.Module, images: list[Image], scale: int, crop: int, device: str) -> dict[str, float]:
-    """Mean PSNR/SSIM (data range 1, border crop = scale) of ``model`` on centre crops."""
+    """Mean PSNR/SSIM (data range 1, border crop = scale) and feature distance on centre crops."""
     model.eval()
-    ps, ss = [], []
+    feat = FeatureNet(model.in_channels)
+    ps, ss, fd = [], [], []
     for im in images:
         lr, hr = degrade_pair(centre_crop(im.pixels, crop, scale), scale)
-        sr = to_numpy(model(to_tensor(lr).to(device)).clamp(0, 1).cpu(), hr.ndim == 3)
+        sr = to_numpy(model(to_tensor(lr).to(device)).clamp(0, 1).float().cpu(), hr.ndim == 3)
         ps.append(metrics.psnr(sr, hr, 1.0, crop=scale))
         ss.append(metrics.ssim(sr, hr, 1.0, crop=scale))
+        fd.append(_feature_distance(feat, sr, hr))
     model.train()
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "perceptual": float(np.mean(fd))}
 
 
 def baseline_scores(images: list[Image], scale: int, crop: int) -> dict[str, float]:
     """The bicubic row on exactly the validation crops the model is scored on."""
-    from models.resample import upscale
-
-    ps, ss = [], []
+    feat = FeatureNet(1 if images[0].pixels.ndim == 2 else 3)
+    ps, ss, fd = [], [], []
     for im in images:
         lr, hr = degrade_pair(centre_crop(im.pixels, crop, scale), scale)
         up = upscale(lr, scale)
         ps.append(metrics.psnr(up, hr, 1.0, crop=scale))
         ss.append(metrics.ssim(up, hr, 1.0, crop=scale))
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+        fd.append(_feature_distance(feat, up, hr))
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "perceptual": float(np.mean(fd))}
+
+
+def _better(val: dict[str, float], best: float, cfg: FitConfig, bicubic: dict[str, float]) -> tuple[bool, float]:
+    """Is this validation better than ``best``? Returns (better, its score; higher is better)."""
+    if cfg.select_by == "perceptual":
+        # GAN models: most perceptually faithful state that does not fall below bicubic in PSNR.
+        s = -val["perceptual"] if val["psnr"] >= bicubic["psnr"] else -math.inf
+    else:
+        s = val[cfg.select_by]
+    return s > best, s
+
+
+def _dist_setup(cfg: FitConfig) -> tuple[int, int, str]:
+    """(rank, world size, device); initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available() and not cfg.device.startswith("cpu")
+        tdist.init_process_group("nccl" if cuda else "gloo")
+        device = f"cuda:{local}" if cuda else "cpu"
+        if cuda:
+            torch.cuda.set_device(local)
+        return rank, world, device
+    return 0, 1, cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def fit(cfg: FitConfig) -> dict[str, Any]:
-    """Train ``cfg.model`` and export its best weights; returns the card metadata written."""
+    """Train ``cfg.model`` and export its best weights; returns the card metadata written (rank 0)."""
     spec = get_spec(cfg.model)
     if spec.kind != "network":
         raise ValueError(f"{cfg.model} is a classical baseline; nothing to train")
     if cfg.patch % spec.scale:
         raise ValueError(f"--patch {cfg.patch} must be a multiple of the scale {spec.scale}")
+    if cfg.gan and cfg.gan not in ADVERSARIAL:
+        raise ValueError(f"--gan must be one of {sorted(ADVERSARIAL)}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+    rank, world, device = _dist_setup(cfg)
+    main = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    rng = random.Random(cfg.seed + rank)
+    cuda = device.startswith("cuda")
+    amp_on = cfg.amp == "bf16" or (cfg.amp == "auto" and cuda)
+    amp_dev = "cuda" if cuda else "cpu"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
 
     split = load_or_make_split(cfg.data, cfg.split_file, seed=cfg.seed)
-    train_imgs = load_images(cfg.data, split["train"])
-    val_imgs = load_images(cfg.data, split["val"])
+    gray = spec.in_channels == 1
+    train_imgs = load_images(cfg.data, split["train"], grayscale=gray)
+    val_imgs = load_images(cfg.data, split["val"], grayscale=gray) if main else []
     model = spec.build().to(device).train()
+    if cfg.init:
+        model.load_state_dict(load_file(cfg.init))
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = LOSSES[cfg.loss]
+    loss_fn = parse_loss(cfg.loss)
+    disc = d_opt = None
+    if cfg.gan:
+        disc = Discriminator(spec.in_channels, cfg.d_feats).to(device).train()
+        disc = torch.nn.parallel.DistributedDataParallel(disc) if world > 1 else disc
+        d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=(0.9, 0.99))
+        g_adv, d_adv = ADVERSARIAL[cfg.gan]
     transform = augmentation(cfg.patch)
     ckpt = Path(cfg.ckpt_dir) / f"{cfg.model}.ckpt.safetensors"
 
@@ -109,45 +169,68 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     elapsed = 0.0
     if cfg.resume and ckpt.is_file():
-        best, meta = load_checkpoint(ckpt, model, opt, rng)
+        best, meta = load_checkpoint(ckpt, model, opt, rng, disc=disc, d_opt=d_opt)
         step, best_score, best_step, best_val, elapsed = (
             meta["step"], meta["best_score"], meta["best_step"], meta["best_val"], meta["elapsed"]
         )
-        print(f"resumed {cfg.model} at step {step} (best {cfg.select_by} {best_score:.4f} at {best_step})")
-    bicubic = baseline_scores(val_imgs, spec.scale, cfg.val_crop)
+        if main:
+            print(f"resumed {cfg.model} at step {step} (best {cfg.select_by} {best_score:.4f} at {best_step})")
+    bicubic = baseline_scores(val_imgs, spec.scale, cfg.val_crop) if main else {}
+    if main and step == 0 and cfg.init:
+        # Fine-tuning (e.g. GAN from a PSNR model): the starting weights are the state to beat.
+        best_val = validate(model, val_imgs, spec.scale, cfg.val_crop, device)
+        best_score = _better(best_val, -math.inf, cfg, bicubic)[1]
 
     t0 = time.time() - elapsed
-    bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, dynamic_ncols=True, disable=not main)
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        hr = sample_patches(train_imgs, cfg.batch, transform, rng).to(device)
+        hr = sample_patches(train_imgs, cfg.batch, transform, rng).to(device, non_blocking=True)
         lr_img = bicubic_down_tensor(hr, spec.scale)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            loss = loss_fn(model(lr_img).float(), hr)
+        with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=amp_on):  # weights and optimizer stay fp32
+            sr = net(lr_img).float()
+            loss = loss_fn(sr, hr)
+            if disc is not None:
+                real_logits = disc(hr).float().detach()
+                loss = loss + cfg.adv_weight * g_adv(real_logits, disc(sr).float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if disc is not None:
+            for g in d_opt.param_groups:
+                g["lr"] = lr_at(step, cfg, cfg.d_lr)
+            with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=amp_on):
+                d_loss = d_adv(disc(hr).float(), disc(sr.detach()).float())
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
         step += 1
         bar.update(1)
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if main and (step % cfg.val_every == 0 or step == cfg.steps):
             val = validate(model, val_imgs, spec.scale, cfg.val_crop, device)
-            if val[cfg.select_by] > best_score:
-                best_score, best_step, best_val = val[cfg.select_by], step, val
+            better, s = _better(val, best_score, cfg, bicubic)
+            if better or not best_val:  # always record something, even if no state meets the criterion
+                best_score, best_step, best_val = s, step, val
                 best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            bar.set_postfix(loss=f"{loss.item():.4f}", val_psnr=f"{val['psnr']:.2f}", bicubic=f"{bicubic['psnr']:.2f}")
             tqdm.write(
                 f"step {step}: loss {loss.item():.5f} val PSNR {val['psnr']:.3f} SSIM {val['ssim']:.4f} "
-                f"(bicubic {bicubic['psnr']:.3f} / {bicubic['ssim']:.4f})"
+                f"feat {val['perceptual']:.4f} (bicubic {bicubic['psnr']:.3f} / {bicubic['ssim']:.4f} / "
+                f"{bicubic['perceptual']:.4f})"
             )
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        if main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
             save_checkpoint(ckpt, model, best, opt, rng, {
                 "step": step, "best_score": best_score, "best_step": best_step,
                 "best_val": best_val, "elapsed": time.time() - t0,
-            })
+            }, disc=disc, d_opt=d_opt)
     bar.close()
+    if world > 1:
+        tdist.barrier()
+        tdist.destroy_process_group()
+    if not main:
+        return {}
 
     model.load_state_dict(best)
     card = {
@@ -158,13 +241,17 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         "params": sum(p.numel() for p in model.parameters()),
         "training": {
             **{k: v for k, v in asdict(cfg).items() if k not in ("extra", "resume", "ckpt_dir", "out")},
+            "init": Path(cfg.init).name if cfg.init else "",
             "data_name": Path(cfg.data).resolve().parent.name if Path(cfg.data).name == "png" else Path(cfg.data).name,
             "train_images": len(train_imgs),
             "train_patients": len(split["patients"]["train"]),
             "val_images": len(val_imgs),
             "val_patients": len(split["patients"]["val"]),
             "degradation": f"antialiased bicubic downsampling x{spec.scale}",
+            "discriminator": f"Discriminator(feats={cfg.d_feats}), {cfg.gan} GAN" if cfg.gan else "",
             "device": device,
+            "mixed_precision": "bf16 autocast" if amp_on else "fp32",
+            "world_size": world,
             "wall_seconds": round(time.time() - t0, 1),
             "torch": torch.__version__,
             "machine": platform.machine(),

@@ -7,7 +7,10 @@
   inference.
 """
 
+from .edsr import EDSR
+from .rrdbnet import RRDBNet
 from .srcnn import SRCNN
+from .srresnet import SRResNet
 from .vdsr import VDSR
 
-__all__ = ["SRCNN", "VDSR"]
+__all__ = ["EDSR", "RRDBNet", "SRCNN", "SRResNet", "VDSR"]

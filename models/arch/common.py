@@ -1,0 +1,42 @@
+"""Building blocks shared by the post-upsampling SR networks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def conv3(cin: int, cout: int) -> nn.Conv2d:
+    """3x3 convolution with 'same' zero padding."""
+    return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+class PixelShuffleUpsampler(nn.Sequential):
+    """x2 stages of conv + pixel shuffle (ESPCN) up to ``scale`` (a power of 2, or 3)."""
+
+    def __init__(self, scale: int, feats: int, act: nn.Module | None = None):
+        stages: list[nn.Module] = []
+        if scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                stages += [conv3(feats, 4 * feats), nn.PixelShuffle(2)]
+                if act is not None:
+                    stages.append(act)
+        elif scale == 3:
+            stages += [conv3(feats, 9 * feats), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"unsupported scale {scale}")
+        super().__init__(*stages)
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block: conv-ReLU-conv, scaled, plus identity (no batch norm)."""
+
+    def __init__(self, feats: int, res_scale: float = 1.0, act: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.body = nn.Sequential(conv3(feats, feats), act(), conv3(feats, feats))
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) * self.res_scale

@@ -1,0 +1,32 @@
+"""Shared test set-up: no network, deterministic, small images."""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("MEDENHANCE_DEVICE", "cpu")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def smooth_test_image(h: int = 64, w: int = 72, colour: bool = False, seed: int = 0) -> np.ndarray:
+    """A deterministic float32 [0, 1] image with smooth shapes, edges and a little texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = 0.5 + 0.3 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    img[h // 4 : h // 2, w // 3 : w // 2] += 0.2  # a sharp-edged block
+    img += 0.02 * rng.standard_normal((h, w)).astype(np.float32)
+    img = np.clip(img, 0, 1).astype(np.float32)
+    if colour:
+        img = np.stack([img, np.clip(img * 0.8 + 0.1, 0, 1), np.clip(1 - img, 0, 1)], axis=-1).astype(np.float32)
+    return img
+
+
+@pytest.fixture
+def gray_image() -> np.ndarray:
+    return smooth_test_image()
+
+
+@pytest.fixture
+def colour_image() -> np.ndarray:
+    return smooth_test_image(colour=True)

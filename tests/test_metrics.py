@@ -1,0 +1,120 @@
+"""Metrics against scikit-image and hand-computed cases; the sanity guard."""
+
+import math
+
+import numpy as np
+import pytest
+from skimage import metrics as skm
+
+from conftest import smooth_test_image
+from train import metrics
+
+
+@pytest.fixture
+def pair():
+    ref = smooth_test_image(64, 64, seed=1)
+    rng = np.random.default_rng(2)
+    pred = np.clip(ref + 0.03 * rng.standard_normal(ref.shape), 0, 1).astype(np.float32)
+    return pred, ref
+
+
+def test_psnr_and_mse_match_skimage(pair):
+    pred, ref = pair
+    assert metrics.psnr(pred, ref, 1.0) == pytest.approx(skm.peak_signal_noise_ratio(ref, pred, data_range=1.0), abs=1e-6)
+    assert metrics.mse(pred, ref) == pytest.approx(skm.mean_squared_error(ref, pred), rel=1e-9)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_ssim_matches_skimage_gaussian(pair, colour):
+    pred, ref = pair
+    if colour:
+        pred, ref = np.stack([pred, pred[::-1], pred.T], -1), np.stack([ref, ref[::-1], ref.T], -1)
+    ours = metrics.ssim(pred, ref, 1.0)
+    theirs = skm.structural_similarity(
+        ref, pred, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        channel_axis=-1 if colour else None,
+    )
+    assert ours == pytest.approx(theirs, abs=1e-6)
+
+
+def test_known_cases():
+    ref = np.zeros((10, 10), np.float32)
+    pred = np.full((10, 10), 0.1, np.float32)
+    assert metrics.mse(pred, ref) == pytest.approx(0.01)
+    assert metrics.psnr(pred, ref, 1.0) == pytest.approx(20.0)
+    assert metrics.psnr(pred, ref, 255.0) == pytest.approx(20 + 20 * math.log10(255))  # data range matters
+    assert metrics.psnr(ref, ref) == math.inf
+    big = np.full((20, 20), 0.5, np.float32)
+    assert metrics.ssim(big, big) == pytest.approx(1.0)
+    assert metrics.snr(pred * 2, pred) == pytest.approx(0.0)  # error energy == signal energy
+
+
+def test_border_crop_ignores_border():
+    ref = np.zeros((20, 20), np.float32)
+    pred = ref.copy()
+    pred[:2] = 1.0
+    assert metrics.psnr(pred, ref, crop=2) == math.inf
+    assert metrics.psnr(pred, ref, crop=0) < 20
+
+
+def test_sanity_guard_flags_impossible_scores():
+    assert metrics.sanity_warnings({"psnr": 98.0, "ssim": 0.99})
+    assert metrics.sanity_warnings({"psnr": 35.0, "ssim": 1.0})
+    assert not metrics.sanity_warnings({"psnr": 35.0, "ssim": 0.95})
+
+
+def test_abs_error_map():
+    a = np.zeros((4, 5, 3), np.float32)
+    b = np.ones((4, 5, 3), np.float32) * 0.5
+    m = metrics.abs_error_map(a, b)
+    assert m.shape == (4, 5) and np.allclose(m, 0.5)
+
+
+def test_delta_e_matches_skimage_ciede2000():
+    from skimage import color
+
+    rng = np.random.default_rng(0)
+    a = rng.random((16, 16, 3)).astype(np.float32)
+    b = np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1).astype(np.float32)
+    ours = metrics.ciede2000(metrics.rgb_to_lab(a), metrics.rgb_to_lab(b))
+    theirs = color.deltaE_ciede2000(color.rgb2lab(a), color.rgb2lab(b))
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    np.testing.assert_allclose(metrics.rgb_to_lab(a), color.rgb2lab(a), atol=1e-3)
+    assert metrics.delta_e(a, a) == 0.0
+    assert metrics.delta_e(b, a) == pytest.approx(float(theirs.mean()), abs=1e-3)
+
+
+def test_ciede2000_sharma_reference_pairs():
+    # Test data from Sharma, Wu & Dalal (2005), Table 1, pairs 1, 7 and 17.
+    lab1 = np.array([[50.0, 2.6772, -79.7751], [50.0, 0.0, 0.0], [50.0, 2.5, 0.0]])
+    lab2 = np.array([[50.0, 0.0, -82.7485], [50.0, -1.0, 2.0], [56.0, -27.0, -3.0]])
+    np.testing.assert_allclose(metrics.ciede2000(lab1, lab2), [2.0425, 2.3669, 31.9030], atol=1e-4)
+
+
+def test_ms_ssim_properties(pair):
+    pred, ref = pair
+    big_ref = np.kron(ref, np.ones((4, 4), np.float32))
+    big_pred = np.kron(pred, np.ones((4, 4), np.float32))
+    assert metrics.ms_ssim(big_ref, big_ref) == pytest.approx(1.0)
+    v = metrics.ms_ssim(big_pred, big_ref)
+    assert 0.5 < v < 1.0
+    assert metrics.ms_ssim(pred, ref) < 1.0  # small images use fewer scales
+
+
+def test_cnr_known_case():
+    img = np.zeros((10, 10), np.float32)
+    img[:, 5:] = 1.0
+    rng = np.random.default_rng(0)
+    img[:, :5] += rng.normal(0, 0.1, (10, 5)).astype(np.float32)
+    roi = np.zeros_like(img, bool)
+    roi[:, 5:] = True
+    bg = ~roi
+    expected = abs(1.0 - img[bg].mean()) / img[bg].std()
+    assert metrics.cnr(img, roi, bg) == pytest.approx(expected)
+
+
+def test_score_records_range_and_crop(pair):
+    pred, ref = pair
+    s = metrics.score(pred, ref, 1.0, crop=2)
+    assert s["data_range"] == 1.0 and s["border_crop"] == 2 and "delta_e" not in s
+    assert s["psnr"] == pytest.approx(metrics.psnr(pred, ref, crop=2))

@@ -1,0 +1,153 @@
+"""Every registered model, network or classical, through the public API (parametrised over the registry)."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import smooth_test_image
+from models import (
+    InvalidImageError,
+    UnknownModelError,
+    WeightsError,
+    enhance,
+    get_spec,
+    list_models,
+    model_card,
+)
+from models.loading import read_metadata, weights_path
+from models.registry import ModelSpec, register
+
+ALL = [s.name for s in list_models()]
+NETWORKS = [s.name for s in list_models() if s.kind == "network"]
+
+
+def test_registry_has_the_required_models():
+    required = {
+        "bicubic_x2", "bicubic_x4", "lanczos_x2", "lanczos_x4", "histeq", "clahe", "contrast_stretch",
+        "gamma", "unsharp", "gaussian", "median", "nlm", "srcnn_x2", "srcnn_x4", "vdsr_x2", "vdsr_x4",
+    }
+    assert required <= set(ALL)
+    for s in list_models():
+        assert s.task in ("sr", "denoise", "enhance")
+        assert s.scale == 1 or s.task == "sr"
+        assert s.card
+
+
+def test_list_models_filters():
+    assert {s.name for s in list_models(task="sr", scale=4)} >= {"bicubic_x4", "srcnn_x4", "vdsr_x4"}
+    assert all(s.task == "denoise" for s in list_models(task="denoise"))
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_every_network_ships_trained_weights_with_a_card(name):
+    path = weights_path(get_spec(name))
+    assert path.is_file(), f"{name}: weights missing (train it: python -m train fit --model {name})"
+    assert path.stat().st_size < 10 * 1024 * 1024  # a Space needs no LFS
+    meta = read_metadata(path)
+    assert meta["model"] == name and meta["scale"] == get_spec(name).scale
+    assert meta["training"]["steps"] > 0 and meta["training"]["train_patients"] > 0
+    # Trained to beat bicubic on held-out patients; the card says by how much.
+    assert meta["val"]["psnr"] > meta["val"]["bicubic"]["psnr"]
+    card = model_card(name)
+    assert card["weights_present"] and card["metadata"]["val"]["psnr"] == meta["val"]["psnr"]
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["gray", "rgb"])
+@pytest.mark.parametrize("name", ALL)
+def test_output_shape_range_and_dtype(name, colour):
+    img = smooth_test_image(40, 48, colour=colour)
+    out = enhance(img, name)
+    s = get_spec(name).scale
+    assert out.shape == (40 * s, 48 * s) + ((3,) if colour else ())
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+    assert out.std() > 0.01  # not a blank image
+
+
+@pytest.mark.parametrize("name", [n for n in NETWORKS] + ["bicubic_x2"])
+def test_sr_output_resembles_input(name):
+    img = smooth_test_image(48, 48)
+    out = enhance(img, name)
+    s = get_spec(name).scale
+    if s == 1:
+        return
+    back = out.reshape(48, s, 48, s).mean(axis=(1, 3))
+    assert np.abs(back - img).mean() < 0.03  # an SR result must average back to its input
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_tiled_equals_untiled(name):
+    img = smooth_test_image(70, 90, seed=3)
+    whole = enhance(img, name, tile=4096)
+    tiled = enhance(img, name, tile=24)
+    assert np.abs(whole - tiled).max() < 1e-4
+
+
+def test_deterministic():
+    img = smooth_test_image()
+    for name in ["vdsr_x2", "nlm", "clahe"]:
+        np.testing.assert_array_equal(enhance(img, name), enhance(img, name))
+
+
+def test_classical_options_and_unknown_options(gray_image):
+    a = enhance(gray_image, "gaussian", sigma=0.5)
+    b = enhance(gray_image, "gaussian", sigma=3.0)
+    assert a.std() > b.std()  # a stronger filter smooths more
+    with pytest.raises(UnknownModelError, match="does not take"):
+        enhance(gray_image, "gaussian", radius=3)
+
+
+def test_bicubic_matches_torch_reference(gray_image):
+    ref = torch.nn.functional.interpolate(torch.from_numpy(gray_image)[None, None], scale_factor=2, mode="bicubic", align_corners=False)
+    np.testing.assert_allclose(enhance(gray_image, "bicubic_x2"), ref.clamp(0, 1)[0, 0].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((8, 8), np.uint8), "float32"),
+        (np.zeros((8, 8, 4), np.float32), "shape"),
+        (np.zeros((1, 1), np.float32), "2x2"),
+        (np.full((8, 8), np.nan, np.float32), "NaN"),
+        (np.full((8, 8), 2.0, np.float32), r"\[0, 1\]"),
+        ([[0.1, 0.2]], "numpy array"),
+    ],
+)
+def test_invalid_images_raise_typed_errors(bad, match):
+    with pytest.raises(InvalidImageError, match=match):
+        enhance(bad, "bicubic_x2")
+
+
+def test_too_large_output_is_refused(monkeypatch):
+    import importlib
+
+    me = importlib.import_module("models.enhance")  # the package re-exports a function of that name
+
+    monkeypatch.setattr(me, "MAX_OUTPUT_PIXELS", 1000)
+    with pytest.raises(InvalidImageError, match="limit"):
+        enhance(np.zeros((20, 20), np.float32), "bicubic_x4")
+
+
+def test_unknown_model():
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        enhance(np.zeros((8, 8), np.float32), "no_such_model")
+    assert issubclass(UnknownModelError, ValueError)
+
+
+def test_missing_weights_is_a_clear_error(monkeypatch):
+    from functools import partial
+
+    from models import registry
+    from models.arch import SRCNN
+
+    spec = ModelSpec("_missing_weights_x2", "sr", 2, 1, "test", weights="does_not_exist.safetensors", build=partial(SRCNN, scale=2))
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    with pytest.raises(WeightsError, match="missing"):
+        enhance(np.zeros((8, 8), np.float32), spec.name)
+
+
+def test_register_rejects_duplicates_and_bad_specs():
+    with pytest.raises(ValueError, match="twice"):
+        register(get_spec("bicubic_x2"))
+    with pytest.raises(ValueError, match="task"):
+        register(ModelSpec("_x", "colourise", 1, 0, "x", fn=lambda i: i))

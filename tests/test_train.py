@@ -1,0 +1,159 @@
+"""Training package: patient-level splits, degradations, a tiny real fit, resume, evaluation table."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import smooth_test_image
+from models.loading import read_metadata
+from train.__main__ import main as train_main
+from train.data import find_images, load_or_make_split, make_split
+from train.degrade import bicubic_down
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """12 small PNGs of 6 patients, with a data.csv mapping image -> patient."""
+    root = tmp_path / "data"
+    (root / "png" / "sub").mkdir(parents=True)
+    rows = []
+    for i in range(12):
+        img = smooth_test_image(72, 80, seed=i)
+        folder = root / "png" / ("sub" if i % 2 else "")
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / f"img{i:02d}.png")
+        rows.append({"patient_id": f"p{i // 2}", "image_id": f"img{i:02d}"})
+    with open(root / "data.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["patient_id", "image_id"])
+        w.writeheader()
+        w.writerows(rows)
+    return root / "png"
+
+
+def test_split_is_by_patient_and_deterministic(tiny_dataset, tmp_path):
+    files = find_images(tiny_dataset)
+    assert len(files) == 12  # recursive
+    patients = {f"img{i:02d}": f"p{i // 2}" for i in range(12)}
+    a = make_split(files, patients, seed=1)
+    assert a == make_split(files, patients, seed=1)
+    seen = {}
+    for part in ("train", "val", "test"):
+        for img in a[part]:
+            pid = patients[img]
+            assert seen.setdefault(pid, part) == part, f"patient {pid} is in two splits"
+    assert sorted(a["train"] + a["val"] + a["test"]) == sorted(patients)
+    split_file = tmp_path / "split.json"
+    s1 = load_or_make_split(tiny_dataset, split_file, seed=1)
+    assert json.loads(split_file.read_text())["test"] == s1["test"]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_down_shapes(scale):
+    img = smooth_test_image(50, 63)
+    lr = bicubic_down(img, scale)
+    assert lr.shape == (50 // scale, 63 // scale) and lr.dtype == np.float32
+    assert abs(lr.mean() - img[: 50 - 50 % scale, : 63 - 63 % scale].mean()) < 0.01  # antialiased: mean kept
+
+
+def test_fit_resume_and_eval(tiny_dataset, tmp_path):
+    out = tmp_path / "srcnn.safetensors"
+    common = ["--model", "srcnn_x2", "--data", str(tiny_dataset), "--split-file", str(tmp_path / "s.json"),
+              "--batch", "4", "--patch", "32", "--val-every", "2", "--ckpt-every", "2", "--val-crop", "0",
+              "--ckpt-dir", str(tmp_path / "ck"), "--out", str(out), "--threads", "1", "--warmup", "1"]
+    assert train_main(["fit", *common, "--steps", "2"]) == 0
+    assert (tmp_path / "ck" / "srcnn_x2.ckpt.safetensors").is_file()
+    assert train_main(["fit", *common, "--steps", "4", "--resume"]) == 0
+    meta = read_metadata(out)
+    assert meta["model"] == "srcnn_x2" and meta["training"]["steps"] == 4
+    assert meta["training"]["train_patients"] >= 1 and "bicubic" in meta["val"]
+    assert meta["val"]["border_crop"] == 2 and meta["val"]["data_range"] == 1.0
+
+    res = tmp_path / "res"
+    assert train_main(["eval", "--models", "bicubic_x2", "--scale", "2", "--data", str(tiny_dataset),
+                       "--split-file", str(tmp_path / "s.json"), "--out", str(res)]) == 0
+    rows = list(csv.DictReader(open(res / "sr_x2_test.csv")))
+    assert [r["model"] for r in rows] == ["bicubic_x2", "lanczos_x2"]
+    assert float(rows[0]["gain_vs_bicubic_db"]) == 0.0
+    assert 20 < float(rows[0]["psnr"]) < 60
+    assert "| bicubic_x2 |" in (res / "sr_x2_test.md").read_text()
+
+
+# --- degradations -----------------------------------------------------------------
+
+from train import degrade  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(degrade.DEGRADATIONS))
+@pytest.mark.parametrize("colour", [False, True], ids=["gray", "rgb"])
+def test_degradations_are_seeded_and_keep_the_convention(name, colour):
+    img = smooth_test_image(48, 56, colour=colour)
+    fn = degrade.DEGRADATIONS[name]
+    a, b = fn(img, seed=5), fn(img, seed=5)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
+    if name == "bicubic_down":
+        assert a.shape[:2] == (24, 28)
+    else:
+        assert a.shape == img.shape
+        assert not np.array_equal(a, img)
+
+
+def test_noise_levels_follow_their_conventions():
+    flat = np.full((200, 200), 0.5, np.float32)
+    assert degrade.gaussian_noise(flat, sigma=0.05).std() == pytest.approx(0.05, rel=0.05)
+    # Poisson: variance of counts = mean, so std on [0,1] = sqrt(0.5 * peak) / peak
+    assert degrade.poisson_noise(flat, peak=100).std() == pytest.approx(np.sqrt(50) / 100, rel=0.05)
+    assert degrade.rician_noise(np.zeros((200, 200), np.float32), sigma=0.05).mean() == pytest.approx(0.05 * np.sqrt(np.pi / 2), rel=0.05)
+    assert degrade.gaussian_noise(flat, seed=1).tolist() != degrade.gaussian_noise(flat, seed=2).tolist()
+
+
+def test_compose_chains_in_order_and_is_reproducible():
+    img = smooth_test_image()
+    chain = degrade.compose([("low_contrast", {"factor": 0.5}), ("gaussian_noise", {"sigma": 0.02})])
+    out = chain(img, seed=3)
+    np.testing.assert_array_equal(out, chain(img, seed=3))
+    assert out.std() < img.std()
+    with pytest.raises(KeyError):
+        degrade.compose([("sharpen", {})])
+
+
+def _fit_args(tiny_dataset, tmp_path, model, *extra):
+    return ["fit", "--model", model, "--data", str(tiny_dataset), "--split-file", str(tmp_path / "s.json"),
+            "--batch", "2", "--patch", "32", "--val-every", "2", "--ckpt-every", "2", "--val-crop", "0",
+            "--ckpt-dir", str(tmp_path / "ck"), "--out", str(tmp_path / f"{model}.safetensors"),
+            "--threads", "1", "--warmup", "1", *extra]
+
+
+def test_gan_fit_from_init_with_relativistic_loss_and_resume(tiny_dataset, tmp_path):
+    # PSNR-oriented generator first, then GAN fine-tuning from it (the ESRGAN recipe), then resume.
+    assert train_main(_fit_args(tiny_dataset, tmp_path, "rrdbnet_x4", "--steps", "1")) == 0
+    gan = _fit_args(tiny_dataset, tmp_path, "esrgan_x4", "--init", str(tmp_path / "rrdbnet_x4.safetensors"),
+                    "--gan", "relativistic", "--loss", "l1+0.5*perceptual", "--select-by", "perceptual", "--amp", "bf16")
+    assert train_main([*gan, "--steps", "2"]) == 0
+    assert train_main([*gan, "--steps", "3", "--resume"]) == 0
+    meta = read_metadata(tmp_path / "esrgan_x4.safetensors")
+    assert meta["training"]["gan"] == "relativistic" and meta["training"]["init"] == "rrdbnet_x4.safetensors"
+    assert meta["training"]["mixed_precision"] == "bf16 autocast"
+    assert "perceptual" in meta["val"]
+
+
+def test_bad_loss_and_gan_names_are_refused(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="loss term"):
+        train_main(_fit_args(tiny_dataset, tmp_path, "srcnn_x2", "--loss", "l1+0.1*lpips", "--steps", "1"))
+    with pytest.raises(ValueError, match="--gan"):
+        train_main(_fit_args(tiny_dataset, tmp_path, "srcnn_x2", "--gan", "wgan", "--steps", "1"))
+
+
+def test_ddp_with_torchrun_on_cpu(tiny_dataset, tmp_path):
+    """The same command launched by torchrun (2 CPU processes, gloo) trains and exports once."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29513",
+           "-m", "train", *_fit_args(tiny_dataset, tmp_path, "srcnn_x2", "--steps", "2", "--device", "cpu")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = read_metadata(tmp_path / "srcnn_x2.safetensors")
+    assert meta["training"]["world_size"] == 2

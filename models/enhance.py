@@ -127,12 +127,18 @@ def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, dev
     tile = tile or max(DEFAULT_TILE_OUTPUT // spec.scale, 16)
     margin = getattr(module, "receptive_margin", 16)
 
+    x = to_tensor(image)
+    kwargs = {}
+    if getattr(module, "global_stats", False):
+        # Image-level statistics come from the whole image, not each tile, so tiles agree.
+        with torch.no_grad():
+            kwargs["stats"] = module.image_stats(x.to(device))
+
     def fn(t: torch.Tensor) -> torch.Tensor:
         t = t.to(device, non_blocking=True)
         if dtype != torch.float32:
             with torch.autocast(device_type="cuda", dtype=dtype):
-                return module(t).float().clamp_(0, 1).cpu()
-        return module(t).clamp_(0, 1).cpu()
+                return module(t, **kwargs).float().clamp_(0, 1).cpu()
+        return module(t, **kwargs).clamp_(0, 1).cpu()
 
-    x = to_tensor(image)
     return to_numpy(tiled_apply(fn, x, spec.scale, tile, margin), image.ndim == 3)

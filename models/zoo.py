@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from . import classical
-from .arch import EDSR, RRDBNet, SRCNN, SRResNet, VDSR
+from .arch import EDSR, RRDBNet, SRCNN, DenoisingAutoencoder, DnCNN, GatedEnhancer, SRResNet, VDSR
 from .registry import ModelSpec, register
 
 # --- classical baselines -------------------------------------------------------
@@ -73,4 +73,25 @@ register(ModelSpec(
     "ESRGAN x4 (Wang et al. 2018): RRDBNet fine-tuned with a relativistic-average GAN loss plus L1 + feature "
     "(perceptual) loss. Sharper textures; may hallucinate detail.",
     weights="esrgan_x4.safetensors", build=partial(RRDBNet, scale=4),
+))
+
+# --- restoration networks (issue: denoising and perceptual enhancement) --------------
+register(ModelSpec(
+    "dncnn", "denoise", 1, 1,
+    "DnCNN-style blind denoiser (Zhang et al. 2017): 17 conv layers x 32 channels, no batch norm, predicts the "
+    "noise. Trained over Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs.",
+    weights="dncnn.safetensors", build=partial(DnCNN, in_channels=1),
+))
+register(ModelSpec(
+    "dae", "denoise", 1, 1,
+    "Convolutional denoising autoencoder with skip connections (2-level U-Net, 24-96 channels). Trained over "
+    "Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs.",
+    weights="dae.safetensors", build=partial(DenoisingAutoencoder, in_channels=1),
+))
+register(ModelSpec(
+    "gated_enhance", "enhance", 1, 1,
+    "Residual-gated perceptual enhancement network (after Sharif et al., IEEE JBHI 2022): gated residual blocks "
+    "plus a global gain/offset path; corrects contrast, brightness and noise together. Grayscale (colour images: "
+    "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs.",
+    weights="gated_enhance.safetensors", build=partial(GatedEnhancer, in_channels=1),
 ))

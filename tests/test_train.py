@@ -67,7 +67,7 @@ def test_fit_resume_and_eval(tiny_dataset, tmp_path):
     assert train_main(["fit", *common, "--steps", "4", "--resume"]) == 0
     meta = read_metadata(out)
     assert meta["model"] == "srcnn_x2" and meta["training"]["steps"] == 4
-    assert meta["training"]["train_patients"] >= 1 and "bicubic" in meta["val"]
+    assert meta["training"]["train_patients"] >= 1 and meta["val"]["baseline_name"] == "bicubic" and "psnr" in meta["val"]["baseline"]
     assert meta["val"]["border_crop"] == 2 and meta["val"]["data_range"] == 1.0
 
     res = tmp_path / "res"

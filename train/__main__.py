@@ -4,7 +4,8 @@ Examples::
 
     python -m train fit --model vdsr_x2 --data ../shared/data/hannover-cxr/png --steps 3000
     python -m train fit --model vdsr_x2 --resume          # continue from checkpoints/
-    python -m train eval --models srcnn_x2,vdsr_x2 --scale 2 --data ../shared/data/hannover-cxr/png
+    python -m train eval --models srcnn_x2,vdsr_x2 --scale 2
+    python -m train eval --task denoise --noise poisson --models dncnn,dae
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     add_fit_args(sub.add_parser("fit", help="train one registered network"))
     e = sub.add_parser("eval", help="score models on the held-out test patients")
-    e.add_argument("--models", required=True, help="comma-separated registry names (bicubic/lanczos rows are added)")
-    e.add_argument("--scale", type=int, required=True)
+    e.add_argument("--models", default="", help="comma-separated registry names (baseline rows are always added)")
+    e.add_argument("--task", default="sr", choices=["sr", "denoise", "enhance"])
+    e.add_argument("--scale", type=int, default=2, help="SR scale")
+    e.add_argument("--noise", default="gaussian", choices=["gaussian", "poisson", "rician"], help="denoise: noise kind")
     e.add_argument("--data", default="../shared/data/hannover-cxr/png")
     e.add_argument("--split-file", default=str(DEFAULT_SPLIT))
     e.add_argument("--subset", default="test", choices=["train", "val", "test"])
     e.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
-    e.add_argument("--out", default="results", help="folder for the CSV and markdown table")
-    e.add_argument("--write-cards", action="store_true", help="store the test scores in each network's weights metadata")
+    e.add_argument("--colour", action="store_true", help="keep colour images in colour (DeltaE is reported)")
+    e.add_argument("--maps", type=int, default=2, help="write absolute-error maps of the first N images")
+    e.add_argument("--out", default="results", help="folder for the CSV, markdown table and error maps")
+    e.add_argument("--write-cards", action="store_true", help="store the scores in each network's weights metadata")
     e.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -37,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
 
         fit(config_from_args(args))
         return 0
-    from .evaluate import evaluate_sr
+    from .evaluate import evaluate
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    evaluate_sr(
-        [m for m in args.models.split(",") if m],
-        scale=args.scale, data=args.data, split_file=args.split_file, subset=args.subset,
-        limit=args.limit, out_dir=args.out, write_cards=args.write_cards,
+    evaluate(
+        [m for m in args.models.split(",") if m], task=args.task, scale=args.scale, data=args.data,
+        split_file=args.split_file, subset=args.subset, limit=args.limit, out_dir=args.out,
+        write_cards=args.write_cards, noise=args.noise, maps=args.maps, colour=args.colour,
     )
     return 0
 

@@ -32,14 +32,15 @@ from tqdm import tqdm
 from models import get_spec
 from models.arch.discriminator import Discriminator
 from models.loading import WEIGHTS_DIR, save_weights
-from models.resample import to_numpy, to_tensor, upscale
+from models.resample import to_numpy, to_tensor
 
 from . import metrics
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig
 from .data import Image, augmentation, load_images, load_or_make_split, sample_patches
-from .degrade import bicubic_down, bicubic_down_tensor, crop_to_multiple
+from .degrade import crop_to_multiple
 from .losses import ADVERSARIAL, FeatureNet, parse_loss
+from .tasks import TASKS
 
 
 def lr_at(step: int, cfg: FitConfig, peak: float | None = None) -> float:
@@ -60,10 +61,10 @@ def centre_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
     return crop_to_multiple(img, multiple)
 
 
-def degrade_pair(img: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(input, target) for SR: (bicubic-downscaled image, image cropped to a multiple of scale)."""
-    hr = crop_to_multiple(img, scale)
-    return bicubic_down(hr, scale), hr
+def degrade_pair(img: np.ndarray, task: str, scale: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input, target): the task's fixed evaluation degradation of ``img`` and the clean target."""
+    target = crop_to_multiple(img, scale)
+    return TASKS[task].eval_degrade(target, scale, seed), target
 
 
 def _feature_distance(net: FeatureNet, a: np.ndarray, b: np.ndarray) -> float:
@@ -72,40 +73,45 @@ def _feature_distance(net: FeatureNet, a: np.ndarray, b: np.ndarray) -> float:
         return float(sum(torch.mean(torch.abs(x - y)) for x, y in zip(fa, fb)))
 
 
+def _scores(pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> dict[str, float]:
+    """Mean PSNR/SSIM (data range 1, border crop = scale) and feature distance of (output, target) pairs."""
+    feat = FeatureNet(1 if pairs[0][1].ndim == 2 else 3)
+    ps = [metrics.psnr(o, t, 1.0, crop=scale) for o, t in pairs]
+    ss = [metrics.ssim(o, t, 1.0, crop=scale) for o, t in pairs]
+    fd = [_feature_distance(feat, o, t) for o, t in pairs]
+    out = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "perceptual": float(np.mean(fd))}
+    if pairs[0][1].ndim == 3:
+        out["delta_e"] = float(np.mean([metrics.delta_e(o, t, 1.0, crop=scale) for o, t in pairs]))
+    return out
+
+
 @torch.no_grad()
-def validate(model: torch.nn.Module, images: list[Image], scale: int, crop: int, device: str) -> dict[str, float]:
-    """Mean PSNR/SSIM (data range 1, border crop = scale) and feature distance on centre crops."""
+def validate(model: torch.nn.Module, images: list[Image], task: str, scale: int, crop: int, device: str) -> dict[str, float]:
+    """Scores of ``model`` on the task's fixed degradation of centre crops of ``images``."""
     model.eval()
-    feat = FeatureNet(model.in_channels)
-    ps, ss, fd = [], [], []
-    for im in images:
-        lr, hr = degrade_pair(centre_crop(im.pixels, crop, scale), scale)
-        sr = to_numpy(model(to_tensor(lr).to(device)).clamp(0, 1).float().cpu(), hr.ndim == 3)
-        ps.append(metrics.psnr(sr, hr, 1.0, crop=scale))
-        ss.append(metrics.ssim(sr, hr, 1.0, crop=scale))
-        fd.append(_feature_distance(feat, sr, hr))
+    pairs = []
+    for i, im in enumerate(images):
+        inp, target = degrade_pair(centre_crop(im.pixels, crop, scale), task, scale, seed=i)
+        out = to_numpy(model(to_tensor(inp).to(device)).clamp(0, 1).float().cpu(), target.ndim == 3)
+        pairs.append((out, target))
     model.train()
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "perceptual": float(np.mean(fd))}
+    return _scores(pairs, scale)
 
 
-def baseline_scores(images: list[Image], scale: int, crop: int) -> dict[str, float]:
-    """The bicubic row on exactly the validation crops the model is scored on."""
-    feat = FeatureNet(1 if images[0].pixels.ndim == 2 else 3)
-    ps, ss, fd = [], [], []
-    for im in images:
-        lr, hr = degrade_pair(centre_crop(im.pixels, crop, scale), scale)
-        up = upscale(lr, scale)
-        ps.append(metrics.psnr(up, hr, 1.0, crop=scale))
-        ss.append(metrics.ssim(up, hr, 1.0, crop=scale))
-        fd.append(_feature_distance(feat, up, hr))
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "perceptual": float(np.mean(fd))}
+def baseline_scores(images: list[Image], task: str, scale: int, crop: int) -> dict[str, float]:
+    """The baseline row (baseline / degraded input) on exactly the validation crops the model is scored on."""
+    pairs = []
+    for i, im in enumerate(images):
+        inp, target = degrade_pair(centre_crop(im.pixels, crop, scale), task, scale, seed=i)
+        pairs.append((TASKS[task].baseline(inp, scale), target))
+    return _scores(pairs, scale)
 
 
-def _better(val: dict[str, float], best: float, cfg: FitConfig, bicubic: dict[str, float]) -> tuple[bool, float]:
+def _better(val: dict[str, float], best: float, cfg: FitConfig, baseline: dict[str, float]) -> tuple[bool, float]:
     """Is this validation better than ``best``? Returns (better, its score; higher is better)."""
     if cfg.select_by == "perceptual":
-        # GAN models: most perceptually faithful state that does not fall below bicubic in PSNR.
-        s = -val["perceptual"] if val["psnr"] >= bicubic["psnr"] else -math.inf
+        # GAN models: most perceptually faithful state that does not fall below baseline in PSNR.
+        s = -val["perceptual"] if val["psnr"] >= baseline["psnr"] else -math.inf
     else:
         s = val[cfg.select_by]
     return s > best, s
@@ -163,6 +169,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=(0.9, 0.99))
         g_adv, d_adv = ADVERSARIAL[cfg.gan]
     transform = augmentation(cfg.patch)
+    task = TASKS[spec.task]
+    noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     ckpt = Path(cfg.ckpt_dir) / f"{cfg.model}.ckpt.safetensors"
 
     step, best_score, best_step, best_val = 0, -math.inf, 0, {}
@@ -173,13 +181,14 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         step, best_score, best_step, best_val, elapsed = (
             meta["step"], meta["best_score"], meta["best_step"], meta["best_val"], meta["elapsed"]
         )
+        noise_gen.manual_seed(cfg.seed * 1000 + rank + step)  # fresh, reproducible noise stream after resume
         if main:
             print(f"resumed {cfg.model} at step {step} (best {cfg.select_by} {best_score:.4f} at {best_step})")
-    bicubic = baseline_scores(val_imgs, spec.scale, cfg.val_crop) if main else {}
+    baseline = baseline_scores(val_imgs, spec.task, spec.scale, cfg.val_crop) if main else {}
     if main and step == 0 and cfg.init:
         # Fine-tuning (e.g. GAN from a PSNR model): the starting weights are the state to beat.
-        best_val = validate(model, val_imgs, spec.scale, cfg.val_crop, device)
-        best_score = _better(best_val, -math.inf, cfg, bicubic)[1]
+        best_val = validate(model, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
+        best_score = _better(best_val, -math.inf, cfg, baseline)[1]
 
     t0 = time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, dynamic_ncols=True, disable=not main)
@@ -187,7 +196,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         hr = sample_patches(train_imgs, cfg.batch, transform, rng).to(device, non_blocking=True)
-        lr_img = bicubic_down_tensor(hr, spec.scale)
+        lr_img = task.train_degrade(hr, spec.scale, noise_gen)
         with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=amp_on):  # weights and optimizer stay fp32
             sr = net(lr_img).float()
             loss = loss_fn(sr, hr)
@@ -210,15 +219,15 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         step += 1
         bar.update(1)
         if main and (step % cfg.val_every == 0 or step == cfg.steps):
-            val = validate(model, val_imgs, spec.scale, cfg.val_crop, device)
-            better, s = _better(val, best_score, cfg, bicubic)
+            val = validate(model, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
+            better, s = _better(val, best_score, cfg, baseline)
             if better or not best_val:  # always record something, even if no state meets the criterion
                 best_score, best_step, best_val = s, step, val
                 best = {k: v.detach().clone() for k, v in model.state_dict().items()}
             tqdm.write(
                 f"step {step}: loss {loss.item():.5f} val PSNR {val['psnr']:.3f} SSIM {val['ssim']:.4f} "
-                f"feat {val['perceptual']:.4f} (bicubic {bicubic['psnr']:.3f} / {bicubic['ssim']:.4f} / "
-                f"{bicubic['perceptual']:.4f})"
+                f"feat {val['perceptual']:.4f} ({task.baseline_name} {baseline['psnr']:.3f} / {baseline['ssim']:.4f} / "
+                f"{baseline['perceptual']:.4f})"
             )
         if main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
             save_checkpoint(ckpt, model, best, opt, rng, {
@@ -247,7 +256,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
             "train_patients": len(split["patients"]["train"]),
             "val_images": len(val_imgs),
             "val_patients": len(split["patients"]["val"]),
-            "degradation": f"antialiased bicubic downsampling x{spec.scale}",
+            "degradation": task.description.format(scale=spec.scale),
             "discriminator": f"Discriminator(feats={cfg.d_feats}), {cfg.gan} GAN" if cfg.gan else "",
             "device": device,
             "mixed_precision": "bf16 autocast" if amp_on else "fp32",
@@ -256,11 +265,11 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
             "torch": torch.__version__,
             "machine": platform.machine(),
         },
-        "val": {**best_val, "best_step": best_step, "bicubic": bicubic, "data_range": 1.0,
+        "val": {**best_val, "best_step": best_step, "baseline": baseline, "baseline_name": task.baseline_name, "data_range": 1.0,
                 "border_crop": spec.scale, "crop": cfg.val_crop},
         "created": dt.date.today().isoformat(),
     }
     out = Path(cfg.out) if cfg.out else WEIGHTS_DIR / spec.weights
     save_weights(model, out, card)
-    print(f"wrote {out}: val PSNR {best_val.get('psnr', float('nan')):.3f} dB vs bicubic {bicubic['psnr']:.3f} dB")
+    print(f"wrote {out}: val PSNR {best_val.get('psnr', float('nan')):.3f} dB vs baseline {baseline['psnr']:.3f} dB")
     return card

@@ -7,10 +7,13 @@
   inference.
 """
 
+from .autoencoder import DenoisingAutoencoder
+from .dncnn import DnCNN
 from .edsr import EDSR
+from .gated import GatedEnhancer
 from .rrdbnet import RRDBNet
 from .srcnn import SRCNN
 from .srresnet import SRResNet
 from .vdsr import VDSR
 
-__all__ = ["EDSR", "RRDBNet", "SRCNN", "SRResNet", "VDSR"]
+__all__ = ["DenoisingAutoencoder", "DnCNN", "EDSR", "GatedEnhancer", "RRDBNet", "SRCNN", "SRResNet", "VDSR"]

@@ -1,0 +1,529 @@
+"""DICOM specifics of :func:`models.io.read_image`.
+
+Pipeline for one frame (PS3.3 C.11 / C.7.6.3):
+
+1. ``pydicom.dcmread`` the dataset (``force=True`` only for headerless files
+   that look like DICOM), then check - from the header, before decoding - that
+   it has pixel data, a sane size, the requested frame, and (for native
+   transfer syntaxes) as many pixel bytes as Rows*Columns*Samples*Bits say.
+2. Decode only the requested frame: ``pydicom.pixels.pixel_array(ds,
+   index=frame)``. Compressed transfer syntaxes (JPEG baseline/extended/
+   lossless, JPEG-LS, JPEG 2000, RLE) go through the pylibjpeg plugins.
+   YBR_FULL / YBR_FULL_422 come back as RGB (pydicom's default ``raw=False``);
+   JPEG 2000 YBR_RCT / YBR_ICT are converted by the codec.
+3. Grayscale: modality LUT (rescale slope/intercept, per-frame functional
+   groups for enhanced multi-frame, or a Modality LUT Sequence), then the VOI
+   window (see :func:`models.io.apply_window`) or the file's VOI LUT; then
+   MONOCHROME1 is inverted so that high attenuation (bone) is white.
+4. Colour (RGB, YBR_*, PALETTE COLOR via ``apply_color_lut``): RGB samples,
+   scaled by the full range of their bit depth unless a window is requested;
+   DICOM windows do not apply to colour images (PS3.3 C.11.2.1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.errors import ImageReadError
+from models.io import (
+    ImageMeta,
+    WindowSpec,
+    _auto_window,
+    _resolve_window,
+    apply_window,
+    check_frame_index,
+    check_pixel_count,
+    finalise_image,
+)
+
+__all__ = ["read_dicom"]
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def read_dicom(
+    path: Path, frame: int = 0, window: WindowSpec = None, *, force: bool = False
+) -> tuple[np.ndarray, ImageMeta]:
+    """Read one frame of a DICOM file; contract as :func:`models.io.read_image`.
+
+    Args:
+        path: DICOM file.
+        frame: 0-based frame index.
+        window: see :func:`models.io.read_image`.
+        force: parse a file without the 'DICM' preamble (pydicom ``force=True``);
+            the result must then contain pixel data or it is rejected as "not an
+            image".
+
+    Returns:
+        ``(image, meta)``: float32 [0, 1] image (H, W) or (H, W, 3) and its meta.
+    """
+    ds = _read_dataset(path, force)
+    keyword = _pixel_keyword(ds, path, force)
+    rows, cols, samples, frame_count = _geometry(ds)
+    check_pixel_count(cols, rows)
+    frame = check_frame_index(frame, frame_count)
+    _check_pixel_data_length(ds, keyword, rows, cols, samples, frame_count)
+
+    arr = _decode_frame(ds, frame, frame_count)
+    if arr.shape[:2] != (rows, cols):
+        raise ImageReadError(
+            f"decoded frame has shape {arr.shape}, but the header says {rows}x{cols}; "
+            "the file is inconsistent"
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ImageReadError("DICOM float pixel data contains NaN or infinite values")
+
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    common = dict(
+        source_format="dicom",
+        modality=str(ds.get("Modality", "") or ""),
+        photometric=photometric,
+        bits_allocated=int(ds.get("BitsAllocated", arr.dtype.itemsize * 8) or 0),
+        frame_count=frame_count,
+        frame=frame,
+        pixel_spacing=_pixel_spacing(ds, frame),
+        transfer_syntax=_transfer_syntax_name(ds),
+        sop_class=_sop_class_name(ds),
+    )
+    if photometric == "PALETTE COLOR":
+        return _palette_image(arr, ds, window, common)
+    if arr.ndim == 3:
+        return _colour_image(arr, ds, window, common)
+    return _grayscale_image(arr, ds, frame, window, common, inverted=photometric == "MONOCHROME1")
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _read_dataset(path: Path, force: bool) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, force=force)
+    except InvalidDicomError as exc:
+        raise ImageReadError(f"{path.name} is not a valid DICOM file: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # struct.error, EOFError, ValueError, ... on corrupt headers
+        raise ImageReadError(
+            f"{path.name} could not be parsed as DICOM (corrupt or truncated header): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    _ensure_transfer_syntax(ds)
+    return ds
+
+
+def _ensure_transfer_syntax(ds: Any) -> None:
+    """Give headerless (no file meta) datasets the transfer syntax they were read with.
+
+    pydicom needs ``file_meta.TransferSyntaxUID`` to decode pixels; for raw
+    datasets the parser already detected the encoding.
+    """
+    from pydicom import uid
+
+    file_meta = getattr(ds, "file_meta", None)
+    if file_meta is not None and "TransferSyntaxUID" in file_meta:
+        return
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None:
+        return
+    if implicit:
+        ts = uid.ImplicitVRLittleEndian
+    else:
+        ts = uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian
+    from pydicom.dataset import FileMetaDataset
+
+    if file_meta is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+
+
+def _pixel_keyword(ds: Any, path: Path, forced: bool) -> str:
+    """Keyword of the dataset's pixel data element, or a clear ImageReadError."""
+    for keyword in _PIXEL_KEYWORDS:
+        if keyword in ds:
+            return keyword
+    if forced and "SOPClassUID" not in ds:
+        # pydicom's force=True parses almost anything; without pixels or a SOP
+        # class there is no sign this was DICOM at all.
+        raise ImageReadError(
+            f"{path.name} is not a recognised image: expected DICOM, PNG, JPEG, TIFF or BMP"
+        )
+    if len(ds) == 0:
+        # pydicom returns an empty dataset when e.g. encapsulated pixel data
+        # ends before its sequence delimiter.
+        raise ImageReadError(
+            "DICOM file has a header but no readable data elements; it is probably truncated or corrupt"
+        )
+    sop = _sop_class_name(ds) or "unknown"
+    hint = ""
+    if "Image" in sop or "Rows" in ds:
+        hint = "; this SOP class should hold an image, so the file is probably truncated"
+    raise ImageReadError(f"DICOM file has no pixel data (SOP class {sop}); nothing to display{hint}")
+
+
+def _geometry(ds: Any) -> tuple[int, int, int, int]:
+    """(rows, columns, samples per pixel, number of frames) from the header."""
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")]
+    if missing:
+        raise ImageReadError(
+            f"DICOM image header is incomplete (missing {', '.join(missing)}); cannot decode"
+        )
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise ImageReadError(f"DICOM image header has invalid values: {exc}") from None
+    if samples not in (1, 3):
+        raise ImageReadError(f"DICOM SamplesPerPixel is {samples}; only 1 or 3 are supported")
+    return rows, cols, samples, max(frames, 1)
+
+
+def _check_pixel_data_length(
+    ds: Any, keyword: str, rows: int, cols: int, samples: int, frames: int
+) -> None:
+    """Native (uncompressed) pixel data must hold every frame the header promises.
+
+    Done before decoding: pydicom would raise deep inside, or for some layouts
+    silently reshape garbage.
+    """
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if ts is None or ts.is_compressed:
+        return  # encapsulated data: the codec reports missing fragments
+    from pydicom.pixels.utils import get_expected_length
+
+    try:
+        expected = int(get_expected_length(ds, unit="bytes"))
+        actual = len(ds[keyword].value or b"")
+    except Exception as exc:
+        raise ImageReadError(f"DICOM pixel data cannot be measured: {exc}") from None
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    layout = f"{frames} frame(s) of {rows}x{cols}x{samples} at {bits} bits"
+    if actual < expected:
+        raise ImageReadError(
+            f"DICOM pixel data is too short: {actual:,} bytes present, {expected:,} expected for "
+            f"{layout}; the file is truncated or its header is wrong"
+        )
+    # Trailing padding (an even-length byte, or writers padding to a block) is
+    # ignored by pydicom; a whole frame or more of excess means the header
+    # describes a different image than the data, which would decode as garbage.
+    if actual - expected >= max(expected // frames, 2):
+        raise ImageReadError(
+            f"DICOM pixel data is longer than its header says: {actual:,} bytes present, "
+            f"{expected:,} expected for {layout}; the header does not match the data"
+        )
+
+
+def _decode_frame(ds: Any, frame: int, frame_count: int) -> np.ndarray:
+    """Decode one frame only (multi-frame files are never decoded whole)."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        arr = pixel_array(ds, index=frame if frame_count > 1 else None)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(
+            f"could not decode the DICOM pixel data "
+            f"({_transfer_syntax_name(ds) or 'unknown transfer syntax'}): {_first_line(exc)}"
+        ) from None
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if not arr.dtype.isnative:  # big-endian transfer syntax: report and export native dtypes
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return " ".join(text.split()) if len(text) < 400 else " ".join(text[:400].split()) + " ..."
+
+
+# ------------------------------------------------------------ header helpers
+
+
+def _transfer_syntax_name(ds: Any) -> str:
+    ts = getattr(ds, "file_meta", None)
+    ts = ts.get("TransferSyntaxUID") if ts is not None else None
+    return str(ts.name) if ts is not None else ""
+
+
+def _sop_class_name(ds: Any) -> str:
+    sop = ds.get("SOPClassUID")
+    return str(getattr(sop, "name", sop)) if sop else ""
+
+
+def _frame_item(ds: Any, frame: int, sequence: str) -> Any:
+    """Item of functional-group macro ``sequence`` for ``frame`` (enhanced multi-frame).
+
+    Per-frame groups win over shared ones (PS3.3 C.7.6.16); returns None for
+    classic images that carry the attributes at the top level.
+    """
+    for groups, index in (("PerFrameFunctionalGroupsSequence", frame),
+                          ("SharedFunctionalGroupsSequence", 0)):
+        items = ds.get(groups)
+        if items and index < len(items):
+            inner = items[index].get(sequence)
+            if inner:
+                return inner[0]
+    return None
+
+
+def _first_float(value: Any) -> float | None:
+    """First value of a (possibly multi-valued) DS element as float, or None."""
+    if value is None or value == "":
+        return None
+    try:
+        if not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):
+            if len(value) == 0:
+                return None
+            value = value[0]
+        out = float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def _rescale(ds: Any, frame: int) -> tuple[float, float] | None:
+    """(slope, intercept) of the frame, or None if the file has no rescale."""
+    for source in (ds, _frame_item(ds, frame, "PixelValueTransformationSequence")):
+        if source is None:
+            continue
+        slope = _first_float(source.get("RescaleSlope"))
+        intercept = _first_float(source.get("RescaleIntercept"))
+        if slope is not None or intercept is not None:
+            slope = 1.0 if slope in (None, 0.0) else slope
+            return slope, intercept or 0.0
+    return None
+
+
+def _file_window(ds: Any, frame: int) -> tuple[float, float] | None:
+    """First WindowCenter/WindowWidth pair of the frame, or None (absent or width <= 0)."""
+    for source in (ds, _frame_item(ds, frame, "FrameVOILUTSequence")):
+        if source is None:
+            continue
+        center = _first_float(source.get("WindowCenter"))
+        width = _first_float(source.get("WindowWidth"))
+        if center is not None and width is not None and width > 0:
+            return center, width
+    return None
+
+
+def _pixel_spacing(ds: Any, frame: int) -> tuple[float, float] | None:
+    """(row, column) spacing in mm; PixelSpacing, then per-frame, then ImagerPixelSpacing."""
+    measures = _frame_item(ds, frame, "PixelMeasuresSequence")
+    candidates = ((ds, "PixelSpacing"), (measures, "PixelSpacing"), (ds, "ImagerPixelSpacing"))
+    for source, keyword in candidates:
+        if source is None:
+            continue
+        value = source.get(keyword)
+        try:
+            spacing = (float(value[0]), float(value[1]))
+        except (TypeError, ValueError, IndexError):
+            continue
+        # Some writers put 0 or garbage here (e.g. pydicom's RG1 test file has 0.000).
+        if all(np.isfinite(s) and s > 0 for s in spacing):
+            return spacing
+    return None
+
+
+def _stored_range(ds: Any, arr: np.ndarray) -> tuple[int, bool]:
+    """(bits stored, signed) of the stored pixel values."""
+    bits = int(ds.get("BitsStored", 0) or 0) or arr.dtype.itemsize * 8
+    signed = arr.dtype.kind == "i" or int(ds.get("PixelRepresentation", 0) or 0) == 1
+    return bits, signed
+
+
+def _sample_lut(apply: Any, ds: Any, descriptor: Any, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Sample a LUT on its whole input domain via pydicom's own ``apply`` function.
+
+    Letting pydicom evaluate the LUT handles its encodings (US/SS/OW data,
+    the 0 == 65536 entries convention, signed first-mapped values); the sampled
+    (domain, output) pair is then used to apply it to float values and to
+    invert it in :func:`models.io.display_to_raw`.
+    """
+    entries = int(descriptor[0]) or 65536
+    first = int(descriptor[1])
+    domain = np.arange(first, first + entries, dtype=np.int64)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        domain = domain[(domain >= info.min) & (domain <= info.max)]
+    out = np.asarray(apply(domain.astype(dtype), ds), dtype=np.float64)
+    return domain.astype(np.float64), out
+
+
+# --------------------------------------------------------------- grayscale
+
+
+def _grayscale_image(
+    arr: np.ndarray, ds: Any, frame: int, window: WindowSpec, common: dict[str, Any], *, inverted: bool
+) -> tuple[np.ndarray, ImageMeta]:
+    from pydicom.pixels import apply_modality_lut, apply_voi
+
+    notes: list[str] = []
+    bits, signed = _stored_range(ds, arr)
+    # Pixel padding (e.g. -2000 outside a CT's circular field of view) would
+    # drag the "auto" window far below the anatomy, so it is left out.
+    mask = None
+    padding = ds.get("PixelPaddingValue")
+    if isinstance(padding, int) and arr.dtype.kind in "iu":
+        mask = arr != padding
+        if mask.all() or not mask.any():
+            mask = None
+
+    slope, intercept, mlut_kind, mlut_table = 1.0, 0.0, "none", None
+    if "ModalityLUTSequence" in ds and arr.dtype.kind in "iu":
+        item = ds.ModalityLUTSequence[0]
+        try:
+            mlut_table = _sample_lut(apply_modality_lut, ds, item.LUTDescriptor, arr.dtype)
+            values = np.interp(arr, *mlut_table).astype(np.float32)
+            mlut_kind = "lut"
+        except Exception as exc:  # malformed LUT: show stored values rather than fail
+            mlut_table = None
+            values = arr.astype(np.float32)
+            notes.append(f"Modality LUT ignored: {_first_line(exc)}")
+    else:
+        rescale = _rescale(ds, frame) if arr.dtype.kind in "iu" else None
+        values = arr.astype(np.float32)
+        if rescale is not None:
+            slope, intercept = rescale
+            mlut_kind = "rescale"
+            # float32 in place: float64 (pydicom's default) doubles peak memory
+            # on big radiographs for no visible gain.
+            if slope != 1.0:
+                values *= np.float32(slope)
+            if intercept != 0.0:
+                values += np.float32(intercept)
+
+    raw_min, raw_max = float(values.min()), float(values.max())
+
+    voi_table = None
+    default = None
+    file_window = _file_window(ds, frame)
+    if file_window is not None:
+        default = (*file_window, "dicom")
+        function = str(ds.get("VOILUTFunction", "") or "").upper()
+        if function == "SIGMOID":
+            notes.append("VOI LUT function SIGMOID shown with a linear window")
+    if window is None and file_window is None and "VOILUTSequence" in ds:
+        voi_table = _voi_lut_table(ds, apply_voi, notes)
+
+    if voi_table is not None:
+        domain, out = voi_table
+        display = np.interp(values, domain, out).astype(np.float32)
+        center, width = float(domain[0] + domain[-1]) / 2.0, float(domain[-1] - domain[0]) or 1.0
+        source = "voi_lut"
+    else:
+        center, width, source = _resolve_window(window, values, default=default, mask=mask)
+        display = apply_window(values, center, width)
+    if inverted:
+        display = np.subtract(np.float32(1.0), display, out=display)
+
+    image = finalise_image(display)
+    meta = ImageMeta(
+        shape=tuple(image.shape),
+        bits_stored=bits,
+        raw_dtype=str(arr.dtype),
+        raw_signed=signed,
+        raw_min=raw_min,
+        raw_max=raw_max,
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+        modality_lut=mlut_kind,
+        window_center=center,
+        window_width=width,
+        window_source=source,
+        inverted=inverted,
+        is_colour=False,
+        notes=notes,
+        modality_lut_table=mlut_table,
+        voi_lut_table=voi_table,
+        **common,
+    )
+    return image, meta
+
+
+def _voi_lut_table(
+    ds: Any, apply_voi: Any, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The file's first VOI LUT sampled as (input domain, output in [0, 1]), or None."""
+    try:
+        descriptor = ds.VOILUTSequence[0].LUTDescriptor
+        domain, out = _sample_lut(apply_voi, ds, descriptor, np.dtype(np.int32))
+        out_bits = int(descriptor[2]) or 16
+        # Some writers declare 16 output bits but fill 12: never exceed 1.0.
+        scale = max(float(2**out_bits - 1), float(out.max()) if out.size else 1.0)
+        return domain, out / scale
+    except Exception as exc:
+        notes.append(f"VOI LUT ignored: {_first_line(exc)}")
+        return None
+
+
+# ------------------------------------------------------------------ colour
+
+
+def _colour_image(
+    arr: np.ndarray,
+    ds: Any,
+    window: WindowSpec,
+    common: dict[str, Any],
+    *,
+    bits: int | None = None,
+    notes: list[str] | None = None,
+) -> tuple[np.ndarray, ImageMeta]:
+    """RGB samples (already converted from YBR by pydicom) to a display image.
+
+    ``bits`` overrides BitsStored (palette output depth differs from the indices').
+    """
+    notes = list(notes or [])
+    if arr.shape[-1] == 4:  # RGBA from a palette with alpha
+        arr = arr[..., :3]
+        notes.append("alpha channel dropped")
+    if bits is None:
+        bits, signed = _stored_range(ds, arr)
+    else:
+        signed = False
+    values = arr.astype(np.float32)
+    raw_min, raw_max = float(values.min()), float(values.max())
+    if arr.dtype.kind == "f":
+        in_unit_range = raw_min >= 0 and raw_max <= 1
+        default = (0.5, 1.0, "dtype") if in_unit_range else (*_auto_window(values), "auto")
+    else:
+        top = float(2 ** min(bits, arr.dtype.itemsize * 8) - 1)
+        default = (top / 2.0, top, "dtype")
+    center, width, source = _resolve_window(window, values, default=default)
+    image = finalise_image(apply_window(values, center, width))
+    meta = ImageMeta(
+        shape=tuple(image.shape),
+        bits_stored=bits,
+        raw_dtype=str(arr.dtype),
+        raw_signed=signed,
+        raw_min=raw_min,
+        raw_max=raw_max,
+        window_center=center,
+        window_width=width,
+        window_source=source,
+        is_colour=True,
+        notes=notes,
+        **common,
+    )
+    return image, meta
+
+
+def _palette_image(
+    arr: np.ndarray, ds: Any, window: WindowSpec, common: dict[str, Any]
+) -> tuple[np.ndarray, ImageMeta]:
+    """PALETTE COLOR: look the indices up in the file's palette, then treat as RGB."""
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        rgb = apply_color_lut(arr, ds)
+    except Exception as exc:
+        raise ImageReadError(f"could not apply the DICOM colour palette: {_first_line(exc)}") from None
+    bits = 8 if rgb.dtype == np.uint8 else 16
+    return _colour_image(rgb, ds, window, common, bits=bits, notes=["palette colour expanded to RGB"])

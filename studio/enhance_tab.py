@@ -1,0 +1,98 @@
+"""The "Enhance" tab: layout and event wiring only; the work is in :mod:`studio.handlers`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from . import handlers
+from .config import Settings
+
+UPLOAD_HELP = (
+    "DICOM (.dcm or no extension), PNG, JPEG or TIFF, 8 or 16 bit. "
+    "Uploaded as a file (not a browser image) so 16-bit data keeps its precision."
+)
+
+
+def _model_dropdown(task: str) -> gr.Dropdown:
+    """The model dropdown's new choices and value after a task change (or a page load)."""
+    return gr.Dropdown(choices=handlers.model_choices(task), value=handlers.default_model(task))
+
+
+def _frame_box(frame_count: int, frame: int = 0) -> gr.Number:
+    """Frame selector: visible only for multi-frame files, bounded to their frames."""
+    n = max(1, int(frame_count))
+    return gr.Number(value=min(frame, n - 1), maximum=n - 1, visible=n > 1,
+                     info=f"0 … {n - 1} ({n} frames)" if n > 1 else None)
+
+
+def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
+    """Lay out the Enhance tab inside the current ``gr.Tab`` and wire its events.
+
+    Registers the named API endpoint ``/enhance``:
+    (file, task, model, frame, window) -> (before/after images, markdown, result PNG path).
+    """
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            file = gr.File(label="Medical image", file_count="single", type="filepath",
+                           # No file_types filter: browsers would hide extensionless DICOM files
+                           # and Gradio would reject them server-side; read_image decides what is an image.
+                           file_types=None)
+            gr.Markdown(UPLOAD_HELP)
+            frame = gr.Number(label="Frame", value=0, precision=0, minimum=0, visible=False,
+                              # No maximum in the config: API clients may ask for any frame of their file;
+                              # read_image rejects frames out of range with a clear message.
+                              )
+            window = gr.Dropdown(choices=handlers.window_choices(), value=handlers.DEFAULT_WINDOW,
+                                 label="Display window", allow_custom_value=True,
+                                 info="Maps stored values (HU for CT) to grey levels before the model; "
+                                      "or type center,width (e.g. 40,400).")
+            task = gr.Radio(choices=list(handlers.TASKS), value=handlers.DEFAULT_TASK, label="Task")
+            model = gr.Dropdown(choices=handlers.model_choices(handlers.DEFAULT_TASK),
+                                value=handlers.default_model(handlers.DEFAULT_TASK), label="Model",
+                                # Choices change per task and per page load; the handler validates the
+                                # name itself, so API clients are not bound to the initial choice list.
+                                allow_custom_value=True)
+            run = gr.Button("Run", variant="primary")
+            preview = gr.Image(label="Input as read (8-bit display)", type="pil", format="png",
+                               image_mode=None, interactive=False, height=320)
+            meta_md = gr.Markdown()
+        with gr.Column(scale=3, min_width=400):
+            slider = gr.ImageSlider(label="Before | After (drag the handle)", type="pil", format="png",
+                                    image_mode=None, interactive=False, max_height=720)
+            gr.Markdown(
+                "For super-resolution the *before* half is the input enlarged to the output size "
+                "(nearest neighbour for whole factors, so each input pixel stays visible). "
+                f"Previews are limited to {settings.preview_max_side} px on the long side; "
+                "the PNG download always has full resolution (16-bit for >8-bit grayscale inputs)."
+            )
+            download = gr.File(label="Result PNG", interactive=False)
+            result_md = gr.Markdown(label="Report")
+
+    def on_file(file_: Any, window_: Any) -> tuple[Any, str, gr.Number]:
+        image, md, n = handlers.inspect_upload(file_, 0, window_)
+        return image, md, _frame_box(n)
+
+    def on_view(file_: Any, frame_: Any, window_: Any) -> tuple[Any, str]:
+        image, md, _ = handlers.inspect_upload(file_, frame_, window_)
+        return image, md
+
+    def enhance(file: Any, task: str, model: str, frame: Any, window: Any):
+        """Enhance one image: (file, task, model, frame, window) -> ((before, after), markdown, PNG path)."""
+        # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)).
+        return handlers.enhance_file(file, task, model, frame, window,
+                                     preview_max_side=settings.preview_max_side,
+                                     result_ttl_s=settings.result_ttl_s)
+
+    # UI-only helpers are private: the public API is /enhance alone.
+    private = {"api_visibility": "private"}
+    file.change(on_file, [file, window], [preview, meta_md, frame], **private)
+    frame.input(on_view, [file, frame, window], [preview, meta_md], trigger_mode="always_last", **private)
+    window.change(on_view, [file, frame, window], [preview, meta_md], trigger_mode="always_last", **private)
+    task.change(_model_dropdown, task, model, **private)
+    # Weights may be trained after the server started: refresh the model list on every page load.
+    demo.load(_model_dropdown, task, model, **private)
+    run.click(enhance, [file, task, model, frame, window], [slider, result_md, download],
+              api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, window) "
+              "-> (before/after preview, markdown report, result PNG).", concurrency_id="inference")

@@ -1,0 +1,319 @@
+"""Event handlers of the studio as plain functions: call them from tests, scripts or Gradio.
+
+The only Gradio object used is :class:`gr.Error`, the documented way to show a
+message in the browser (and to return it to an API client) while the server
+keeps serving. Every bad input surfaces as ``gr.Error``:
+
+* every ``ValueError`` from :mod:`models` (``ImageReadError``,
+  ``InvalidImageError``, ``UnknownModelError``, ``WeightsError``) becomes a
+  ``gr.Error`` with the library's message;
+* anything else is a bug: it is logged with a generated reference (never the
+  uploaded file's name or path, which may carry patient identifiers) and the
+  user sees "internal error (ref ...)".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+import models
+from models import enhance, get_spec, list_models, model_card, read_image
+from models.export import save_png
+from models.io import WINDOW_PRESETS
+
+from . import render
+
+logger = logging.getLogger("medenhance.studio")
+
+# UI label -> (registry task, scale or None for "any").
+TASKS: dict[str, tuple[str, int | None]] = {
+    "Super-resolution x2": ("sr", 2),
+    "Super-resolution x4": ("sr", 4),
+    "Denoise": ("denoise", None),
+    "Enhance": ("enhance", None),
+}
+DEFAULT_TASK = "Super-resolution x2"
+
+# Window dropdown value meaning "the file's own window (DICOM VOI), else automatic".
+DEFAULT_WINDOW = "default"
+
+_RESULTS_DIR: Path | None = None
+
+
+# --- choices for the UI ---------------------------------------------------------------
+
+def window_choices() -> list[tuple[str, str]]:
+    """(label, value) pairs of the window dropdown; values are what :func:`parse_window` takes."""
+    presets = [(f"{name.capitalize()} (C {c:g} / W {w:g})", name) for name, (c, w) in WINDOW_PRESETS.items()]
+    return [
+        ("File's window, else auto", DEFAULT_WINDOW),
+        ("Auto (from the pixel values)", "auto"),
+        ("Full range (min…max)", "full"),
+        *presets,
+    ]
+
+
+def parse_window(window: Any) -> None | str | tuple[float, float]:
+    """Dropdown/API value -> ``read_image``'s ``window`` argument.
+
+    ``None``/``""``/``"default"`` -> None (file's own window, else auto);
+    ``"auto"``, ``"full"`` and preset names pass through; ``"C,W"`` or ``"C/W"``
+    (e.g. ``"40,400"``) -> ``(center, width)`` in stored/modality units (HU for CT).
+
+    Raises:
+        gr.Error: anything else, listing what is accepted.
+    """
+    if window is None:
+        return None
+    text = str(window).strip().lower()
+    if text in ("", DEFAULT_WINDOW, "none", "file"):
+        return None
+    if text in ("auto", "full") or text in WINDOW_PRESETS:
+        return text
+    m = re.fullmatch(r"\s*(-?\d+(?:\.\d*)?)\s*[,/ ]\s*(\d+(?:\.\d*)?)\s*", text)
+    if m:
+        center, width = float(m.group(1)), float(m.group(2))
+        if width > 0:
+            return (center, width)
+    names = ", ".join([DEFAULT_WINDOW, "auto", "full", *WINDOW_PRESETS])
+    raise gr.Error(f"Unknown window {window!r}: use one of {names}, or 'center,width' such as '40,400'.",
+                   title="Bad window", print_exception=False)
+
+
+def _weights_ready(name: str) -> bool:
+    card = model_card(name)
+    return card["kind"] == "classical" or bool(card.get("weights_present"))
+
+
+def model_choices(task_label: str) -> list[tuple[str, str]]:
+    """(label, model name) pairs for a task label: networks first, then classical baselines.
+
+    Networks whose weights are not trained yet stay listed (so users see what is
+    coming) but say so; choosing one gives a clear error.
+    """
+    task, scale = _task(task_label)
+    specs = list_models(task=task, scale=scale)
+    out = []
+    for s in sorted(specs, key=lambda s: s.kind != "network"):  # stable: registry order within a kind
+        if s.kind == "network":
+            label = f"{s.name} (network)" if _weights_ready(s.name) else f"{s.name} (network, weights missing)"
+        else:
+            label = f"{s.name} (classical)"
+        out.append((label, s.name))
+    return out
+
+
+def default_model(task_label: str) -> str | None:
+    """The model preselected for a task: the first network with weights, else the first classical."""
+    names = [name for _, name in model_choices(task_label)]
+    for name in names:
+        if _weights_ready(name):
+            return name
+    return names[0] if names else None
+
+
+def about_models() -> str:
+    """Markdown of every registered model's card (the "About models" tab); re-read on each page load."""
+    return render.models_overview_markdown([model_card(s.name) for s in list_models()])
+
+
+# --- input checking ------------------------------------------------------------------------
+
+def _task(task_label: str) -> tuple[str, int | None]:
+    try:
+        return TASKS[task_label]
+    except (KeyError, TypeError):
+        raise gr.Error(f"Unknown task {task_label!r}: choose one of {', '.join(TASKS)}.",
+                       title="Bad task", print_exception=False) from None
+
+
+def _check_model(task_label: str | None, model: str | None) -> str:
+    """The model name, checked against the task (an API client may send any pair)."""
+    if not model:
+        raise gr.Error("Choose a model.", title="No model", print_exception=False)
+    try:
+        spec = get_spec(str(model))
+    except ValueError as e:
+        raise gr.Error(str(e), title="Unknown model", print_exception=False) from None
+    if task_label:  # empty task: trust the model's own task (convenient for API clients)
+        task, scale = _task(task_label)
+        if spec.task != task or (scale is not None and spec.scale != scale):
+            fits = ", ".join(name for _, name in model_choices(task_label))
+            raise gr.Error(f"Model {spec.name!r} does not do '{task_label}'; models for it: {fits}.",
+                           title="Model does not fit the task", print_exception=False)
+    return spec.name
+
+
+def _upload_path(file: Any) -> str:
+    """The local path of an uploaded file (str, Path, gradio FileData dict or tempfile wrapper)."""
+    if file is None or file == "":
+        raise gr.Error("No file uploaded: choose a DICOM (.dcm or no extension), PNG, JPEG or TIFF image.",
+                       title="No file", print_exception=False)
+    if isinstance(file, dict):
+        file = file.get("path") or file.get("name")
+    path = getattr(file, "name", file) if not isinstance(file, (str, os.PathLike)) else file
+    path = os.fspath(path) if path is not None else ""
+    if not path or not os.path.isfile(path):
+        raise gr.Error("The uploaded file is no longer available; please upload it again.",
+                       title="No file", print_exception=False)
+    return path
+
+
+def _frame(frame: Any) -> int:
+    if frame is None or frame == "":
+        return 0
+    try:
+        f = float(frame)
+    except (TypeError, ValueError):
+        raise gr.Error(f"Frame must be a whole number, got {frame!r}.", title="Bad frame", print_exception=False) from None
+    if not f.is_integer() or f < 0:
+        raise gr.Error(f"Frame must be a whole number >= 0, got {frame!r}.", title="Bad frame", print_exception=False)
+    return int(f)
+
+
+# Server install location, removed from messages shown to users (e.g. weights file paths).
+_INSTALL_DIR = str(Path(models.__file__).resolve().parent.parent) + os.sep
+
+
+def _scrub(text: str, path: str | None) -> str:
+    """Remove the upload's path and file name (possibly a patient's name) and server paths from a message."""
+    text = text.replace(_INSTALL_DIR, "")
+    if path:
+        for s in sorted({path, os.path.basename(path), str(Path(path).parent)}, key=len, reverse=True):
+            if len(s) > 3:
+                text = text.replace(s, "the uploaded file")
+    return text
+
+
+@contextmanager
+def _as_user_errors(stage: str, path: str | None = None) -> Iterator[None]:
+    """Map library errors to ``gr.Error``; log and hide everything unexpected."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except ValueError as e:  # every documented MedEnhanceError is a ValueError
+        title = {"ImageReadError": "Cannot read this file", "InvalidImageError": "Unsupported image",
+                 "UnknownModelError": "Unknown model", "WeightsError": "Model not available"}.get(type(e).__name__, "Bad input")
+        raise gr.Error(_scrub(str(e), path) or title, title=title, print_exception=False) from None
+    except Exception as e:  # a bug or a resource problem: keep serving, keep the log free of identifiers
+        ref = uuid.uuid4().hex[:8]
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        logger.error("internal error ref=%s during %s:\n%s", ref, stage, _scrub(tb, path))
+        raise gr.Error(f"Internal error while {stage} (reference {ref}); it has been logged. "
+                       "Try again, or another model or file.", title="Internal error", print_exception=False) from None
+
+
+# --- the handlers ---------------------------------------------------------------------------
+
+def load_image(file: Any, frame: Any = 0, window: Any = DEFAULT_WINDOW) -> tuple[np.ndarray, Any]:
+    """Read an upload like :func:`models.read_image`, with errors as ``gr.Error``.
+
+    Returns:
+        (image float32 [0, 1] of shape (H, W) or (H, W, 3), ImageMeta).
+    """
+    path = _upload_path(file)
+    frame_i, win = _frame(frame), parse_window(window)
+    with _as_user_errors("reading the image", path):
+        return read_image(path, frame=frame_i, window=win)
+
+
+def inspect_upload(file: Any, frame: Any = 0, window: Any = DEFAULT_WINDOW) -> tuple[Image.Image | None, str, int]:
+    """Preview of an upload before enhancing it (on upload, frame or window change).
+
+    Returns:
+        (8-bit PIL preview or None, metadata markdown, frame count). An empty
+        upload (the user cleared it) gives ``(None, "", 1)`` instead of an error.
+    """
+    if file is None:
+        return None, "", 1
+    path = _upload_path(file)
+    image, meta = load_image(path, frame, window)
+    with _as_user_errors("preparing the preview", path):
+        return render.to_display(image), "### Image\n\n" + render.meta_markdown(meta.to_dict()), int(meta.frame_count or 1)
+
+
+def results_dir(ttl_s: int = 3600) -> Path:
+    """This process's private temp dir for result PNGs; files older than ``ttl_s`` are pruned.
+
+    Gradio copies returned files into its own cache (cleaned by ``delete_cache``),
+    so ours only need to outlive one request; the TTL is generous for API clients.
+    """
+    global _RESULTS_DIR
+    if _RESULTS_DIR is None or not _RESULTS_DIR.is_dir():
+        _RESULTS_DIR = Path(tempfile.mkdtemp(prefix="medenhance-results-"))
+    cutoff = time.time() - ttl_s
+    for p in _RESULTS_DIR.glob("*.png"):
+        try:
+            if p.stat().st_mtime < cutoff:
+                p.unlink()
+        except OSError:  # another worker removed it first
+            pass
+    return _RESULTS_DIR
+
+
+def result_bits(meta: Any, result: np.ndarray) -> int:
+    """16 for grayscale results of inputs stored with more than 8 bits, else 8."""
+    return 16 if result.ndim == 2 and not meta.is_colour and (meta.bits_stored or 8) > 8 else 8
+
+
+def enhance_file(
+    file: Any,
+    task: str | None,
+    model: str | None,
+    frame: Any = 0,
+    window: Any = DEFAULT_WINDOW,
+    *,
+    preview_max_side: int = 2048,
+    result_ttl_s: int = 3600,
+) -> tuple[tuple[Image.Image, Image.Image], str, str]:
+    """The ``/enhance`` endpoint: read an uploaded image, run a model, return before/after and a PNG.
+
+    Args:
+        file: path of the uploaded file (DICOM, PNG, JPEG, TIFF; 8 or 16 bit).
+        task: a key of :data:`TASKS` (e.g. ``"Super-resolution x2"``); empty = the model's own task.
+        model: a registry name (e.g. ``"bicubic_x2"``) that fits ``task``.
+        frame: frame index for multi-frame DICOM (0-based).
+        window: see :func:`parse_window`.
+        preview_max_side: long side of the browser preview; the PNG is full size.
+    Returns:
+        ((before, after) 8-bit PIL images of equal size for ``gr.ImageSlider``,
+        markdown with timing, image metadata and model card,
+        path of the result PNG: 16-bit grayscale when the input had > 8 bits stored, else 8-bit).
+    Raises:
+        gr.Error: for every bad input and internal error.
+    """
+    name = _check_model(task, model)
+    path = _upload_path(file)
+    image, meta = load_image(path, frame, window)
+    with _as_user_errors("enhancing the image", path):
+        t0 = time.perf_counter()
+        out = enhance(image, name)
+        seconds = time.perf_counter() - t0
+    with _as_user_errors("saving the result", path):
+        bits = result_bits(meta, out)
+        # Generated name: never echo the upload's name (it may contain patient identifiers).
+        result_path = results_dir(result_ttl_s) / f"medenhance_{name}_{uuid.uuid4().hex[:12]}.png"
+        save_png(out, result_path, bits=bits)
+        before, after, note = render.preview_pair(image, out, preview_max_side)
+        h, w = out.shape[:2]
+        result = (f"### Result\n\n**{name}** ran in **{render.format_duration(seconds)}** "
+                  f"on {image.shape[1]} × {image.shape[0]} px → {w} × {h} px. "
+                  f"Download: {bits}-bit PNG, full resolution.\n\n{note}").rstrip()
+        md = "\n\n".join([result, "### Image\n\n" + render.meta_markdown(meta.to_dict()),
+                          render.card_markdown(model_card(name))])
+    logger.info("enhanced with %s in %.3f s -> %s (%dx%d, %d-bit)", name, seconds, result_path.name, w, h, bits)
+    return (before, after), md, str(result_path)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .colour import apply_on_luma
-from .device import default_device, pick_dtype
+from .device import default_device, pick_plan, run
 from .errors import InvalidImageError, UnknownModelError
 from .loading import load_network
 from .registry import ModelSpec, get_spec
@@ -122,12 +122,30 @@ def _run_network(spec: ModelSpec, image: np.ndarray, device: str, tile: int | No
 
 
 def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, device: str, tile: int | None) -> np.ndarray:
-    """Tiled forward pass of an image whose channels match the module."""
-    dtype = pick_dtype(spec.name, module, device)
-    tile = tile or max(DEFAULT_TILE_OUTPUT // spec.scale, 16)
-    margin = getattr(module, "receptive_margin", 16)
+    """Tiled forward pass of an image whose channels match the module.
 
+    If a tile runs out of memory, the tile size is halved (down to 32 px) and
+    the image is redone; on CUDA the last resort is the CPU.
+    """
+    tile = tile or max(DEFAULT_TILE_OUTPUT // spec.scale, 16)
     x = to_tensor(image)
+    while True:
+        try:
+            return to_numpy(_tiled(spec, module, x, device, tile), image.ndim == 3)
+        except torch.OutOfMemoryError:
+            if tile > 32:
+                tile //= 2
+            elif device != "cpu":
+                device, module = "cpu", load_network(spec, "cpu")
+            else:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def _tiled(spec: ModelSpec, module: torch.nn.Module, x: torch.Tensor, device: str, tile: int) -> torch.Tensor:
+    plan = pick_plan(spec.name, module, device)
+    margin = getattr(module, "receptive_margin", 16)
     kwargs = {}
     if getattr(module, "global_stats", False):
         # Image-level statistics come from the whole image, not each tile, so tiles agree.
@@ -135,10 +153,6 @@ def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, dev
             kwargs["stats"] = module.image_stats(x.to(device))
 
     def fn(t: torch.Tensor) -> torch.Tensor:
-        t = t.to(device, non_blocking=True)
-        if dtype != torch.float32:
-            with torch.autocast(device_type="cuda", dtype=dtype):
-                return module(t, **kwargs).float().clamp_(0, 1).cpu()
-        return module(t, **kwargs).clamp_(0, 1).cpu()
+        return run(module, t.to(device, non_blocking=True), plan, **kwargs).clamp_(0, 1).cpu()
 
-    return to_numpy(tiled_apply(fn, x, spec.scale, tile, margin), image.ndim == 3)
+    return tiled_apply(fn, x, spec.scale, tile, margin)

@@ -28,3 +28,12 @@ class UnknownModelError(MedEnhanceError):
 
 class WeightsError(MedEnhanceError):
     """A weights file is missing, unreadable or does not match its checksum."""
+
+
+class DeidentificationError(MedEnhanceError):
+    """A DICOM header could not be de-identified (so it must not be stored or exported)."""
+
+
+class ExportError(MedEnhanceError):
+    """An enhanced image cannot be written in the requested form (e.g. a derived
+    DICOM whose size is not a whole multiple of its source, or float pixel data)."""

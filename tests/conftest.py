@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MEDENHANCE_DEVICE", "cpu")
+# Exact-equality tests (tiled vs untiled, determinism) need the fp32 reference plan;
+# tests/test_models.py::test_fast_plans_keep_fidelity checks the automatic plan choice itself.
+os.environ.setdefault("MEDENHANCE_PLAN", "fp32")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

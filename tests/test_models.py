@@ -170,3 +170,26 @@ def test_register_rejects_duplicates_and_bad_specs():
         register(get_spec("bicubic_x2"))
     with pytest.raises(ValueError, match="task"):
         register(ModelSpec("_x", "colourise", 1, 0, "x", fn=lambda i: i))
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_fast_plans_keep_fidelity(name, monkeypatch):
+    """The automatically chosen plan (bf16 / channels-last...) agrees with fp32 to >= 50 dB on a real image."""
+    from skimage import data
+
+    from models.device import FIDELITY_MIN_PSNR_DB, pick_plan, psnr_torch, run
+    from models.resample import to_tensor
+
+    monkeypatch.delenv("MEDENHANCE_PLAN", raising=False)
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    module = spec.build().eval()
+    plan = pick_plan(f"{name}__plan_test", module, "cpu")
+    assert plan.fidelity_db >= FIDELITY_MIN_PSNR_DB
+    img = data.camera()[100:164, 300:364].astype(np.float32) / 255
+    x = to_tensor(np.stack([img] * 3, -1) if module.in_channels == 3 else img)
+    with torch.no_grad():
+        kw = {"stats": module.image_stats(x)} if getattr(module, "global_stats", False) else {}
+        ref = module.to(memory_format=torch.contiguous_format)(x, **kw).clamp(0, 1)
+        fast = run(module, x, plan, **kw).clamp(0, 1)
+    assert psnr_torch(ref, fast) >= FIDELITY_MIN_PSNR_DB - 3  # a different image than the probe: small slack

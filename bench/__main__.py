@@ -1,0 +1,173 @@
+"""``python -m bench``: inference latency, FLOPs, peak memory and efficiency of every registered network.
+
+For each network: parameters; FLOPs per output pixel (counted from the
+layers); median and spread (min..max) of latency over ``--repeats`` runs after
+a warm-up, for a 512x512 output and a 2048x2048 output (tiled, through
+``models.enhance``); peak resident memory; the execution plan chosen; and
+efficiency = (FLOPs / measured peak) / measured time, where the peak comes
+from a matrix-multiply probe (fp32 and bf16) run in the same process.
+``--plans fp32,auto`` compares the fp32 reference ("before") with the
+automatically selected plan ("after"). Writes CSV + markdown into ``--out``.
+
+    python -m bench                       # all networks, CPU (CUDA when present)
+    python -m bench --models vdsr_x2,srcnn_x2 --sizes 512 --repeats 5
+    python -m bench --memory-test         # x4 SR of 2048x2048 (8192x8192 output), peak RSS
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import enhance, get_spec, list_models
+from models.device import default_device, pick_plan
+from models.loading import load_network
+
+from .flops import flops_per_output_pixel, matmul_peak
+from .memory import peak_rss
+
+
+def machine() -> str:
+    """CPU model and cores (or GPU name), for the table header."""
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        desc += f"; GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def time_enhance(image: np.ndarray, name: str, repeats: int) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls to ``models.enhance`` after one warm-up."""
+    enhance(image, name)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        enhance(image, name)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    return ts
+
+
+def bench_model(name: str, sizes: list[int], repeats: int, peaks: dict[str, float], device: str) -> list[dict]:
+    spec = get_spec(name)
+    module = load_network(spec, device)
+    params = sum(p.numel() for p in module.parameters())
+    flops_px = flops_per_output_pixel(spec.build().eval(), module.in_channels, spec.scale)
+    plan = pick_plan(name, module, device)
+    peak = peaks["bf16" if plan.dtype == torch.bfloat16 else "fp16" if plan.dtype == torch.float16 else "fp32"]
+    rows = []
+    rng = np.random.default_rng(0)
+    for out_side in sizes:
+        side = out_side // spec.scale
+        # A smooth image with texture: realistic for the kernels (no special-casing of zeros).
+        yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+        img = np.clip(0.5 + 0.3 * np.sin(xx / 17) * np.cos(yy / 23) + 0.02 * rng.standard_normal((side, side)), 0, 1).astype(np.float32)
+        with peak_rss() as mem:
+            ts = time_enhance(img, name, repeats if out_side <= 1024 else max(3, repeats))
+        med = statistics.median(ts)
+        flops = flops_px * out_side * out_side
+        rows.append({
+            "model": name, "device": device, "plan": plan.label, "batch": 1, "params": params,
+            "gflops_per_mpx": round(flops_px * 1e6 / 1e9, 2), "output": f"{out_side}x{out_side}",
+            "median_s": round(med, 4), "min_s": round(min(ts), 4), "max_s": round(max(ts), 4), "runs": len(ts),
+            "achieved_gflops": round(flops / med / 1e9, 1), "efficiency": round(flops / peak / med, 3),
+            "peak_rss_mb": round(mem["peak_mb"], 1),
+        })
+        print(rows[-1], flush=True)
+    return rows
+
+
+def memory_test() -> dict:
+    """x4 SR of a 2048x2048 image (8192x8192 output) with the largest x4 network: peak RSS."""
+    name = max((s for s in list_models(task="sr", scale=4) if s.kind == "network"),
+               key=lambda s: sum(p.numel() for p in load_network(s, "cpu").parameters())).name
+    img = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    with peak_rss() as mem:
+        t = time.perf_counter()
+        out = enhance(img, name)
+        secs = time.perf_counter() - t
+    res = {"model": name, "input": "2048x2048", "output": f"{out.shape[1]}x{out.shape[0]}",
+           "seconds": round(secs, 1), "peak_rss_mb": round(mem["peak_mb"], 1),
+           "output_mb": round(out.nbytes / 2**20, 1)}
+    print(res)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="", help="comma-separated networks (default: all)")
+    p.add_argument("--sizes", default="512,2048", help="output sides in pixels")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--plans", default="auto", help="comma list of fp32 (reference) and/or auto (chosen plan)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default="results/bench")
+    p.add_argument("--memory-test", action="store_true")
+    args = p.parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_test:
+        memory_test()
+        return 0
+
+    device = default_device()
+    names = [n for n in args.models.split(",") if n] or [s.name for s in list_models() if s.kind == "network"]
+    peaks = {"fp32": matmul_peak(torch.float32, device=device), "bf16": matmul_peak(torch.bfloat16, device=device)}
+    peaks["fp16"] = matmul_peak(torch.float16, device=device) if device.startswith("cuda") else peaks["bf16"]
+    print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s", flush=True)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    from models import device as devmod
+    from models import loading
+
+    for plan_mode in args.plans.split(","):
+        os.environ["MEDENHANCE_PLAN"] = "fp32" if plan_mode == "fp32" else ""
+        devmod._plans.clear()
+        loading.clear_cache()
+        for n in names:
+            rows += bench_model(n, sizes, args.repeats, peaks, device)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    with open(out / "bench.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    cols = list(rows[0])
+    md = [f"**Inference benchmark**, {stamp}, commit {commit()}, {machine()}; matmul peak fp32 "
+          f"{peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; median of {args.repeats} runs after warm-up", "",
+          "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    (out / "bench.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -95,3 +95,10 @@ register(ModelSpec(
     "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs.",
     weights="gated_enhance.safetensors", build=partial(GatedEnhancer, in_channels=1),
 ))
+register(ModelSpec(
+    "gated_enhance_rgb", "enhance", 1, 3,
+    "Residual-gated perceptual enhancement network, colour version (3 channels): trained with L1 + SSIM + "
+    "gradient + DeltaE (CIE76) loss on scikit-image's natural colour photographs; evaluated on held-out medical "
+    "colour images (retina fundus, immunohistochemistry).",
+    weights="gated_enhance_rgb.safetensors", build=partial(GatedEnhancer, in_channels=3),
+))

@@ -124,6 +124,30 @@ def perceptual_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return sum(F.l1_loss(a, b) for a, b in zip(net(pred), net(target)))
 
 
+def rgb_to_lab_torch(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB in [0, 1] -> CIE L*a*b* (D65), differentiable (same formulas as train.metrics)."""
+    c = rgb.clamp(0, 1)
+    lin = torch.where(c > 0.04045, ((c + 0.055) / 1.055).clamp_min(1e-8) ** 2.4, c / 12.92)
+    m = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]],
+                     device=rgb.device, dtype=rgb.dtype)
+    xyz = torch.einsum("ij,njhw->nihw", m, lin) / torch.tensor([0.95047, 1.0, 1.08883], device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-8) ** (1 / 3), 7.787 * xyz + 16.0 / 116.0)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+
+
+def delta_e_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Colour fidelity for 3-channel images: mean CIE76 DeltaE (Euclidean Lab distance) / 100.
+
+    CIE76 rather than CIEDE2000 because it is smooth everywhere (CIEDE2000's hue
+    terms have discontinuities that make poor gradients); evaluation reports
+    CIEDE2000. Grayscale inputs contribute 0.
+    """
+    if pred.shape[1] != 3:
+        return pred.new_zeros(())
+    d = rgb_to_lab_torch(pred) - rgb_to_lab_torch(target)
+    return torch.sqrt((d**2).sum(1) + 1e-6).mean() / 100.0
+
+
 LOSSES: dict[str, Loss] = {
     "l1": F.l1_loss,
     "mse": F.mse_loss,
@@ -131,6 +155,7 @@ LOSSES: dict[str, Loss] = {
     "ssim": ssim_loss,
     "gradient": gradient_loss,
     "perceptual": perceptual_loss,
+    "delta_e": delta_e_loss,
 }
 
 

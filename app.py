@@ -1,12 +1,23 @@
-"""Entry point: ``python app.py`` serves MedEnhance Studio.
+"""Entry point: ``python app.py`` serves MedEnhance Studio (also the ``app_file`` of a Hugging Face Space).
 
 Environment:
-    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   read by Gradio itself (default 127.0.0.1:7860)
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   read by Gradio itself (default 127.0.0.1:7860; Spaces set 0.0.0.0)
     MEDENHANCE_MAX_UPLOAD                      upload size limit (default "512mb")
     MEDENHANCE_CONCURRENCY                     enhance requests run at once (default 1)
     MEDENHANCE_QUEUE_SIZE                      waiting requests before "queue full" (default 16)
     MEDENHANCE_PREVIEW_MAX_SIDE                long side of the browser preview (default 2048)
-    MEDENHANCE_RESULT_TTL                      seconds result PNGs are kept (default 3600)
+    MEDENHANCE_RESULT_TTL                      seconds result files are kept (default 3600)
+    MEDENHANCE_DEID_KEY                        secret key of DICOM de-identification (default: random per
+                                               process); set it to keep remapped UIDs stable across restarts
+    MEDENHANCE_GPU_DURATION                    ZeroGPU seconds reserved per model call (default 120)
+    STUDIO_DATA_DIR                            persistent data folder; default /data/medenhance when /data
+                                               (Spaces persistent storage) exists and is writable
+
+Hugging Face Spaces: with ZeroGPU hardware the ``spaces`` package is present;
+it is imported here before torch (the ZeroGPU docs advise importing it first)
+and :func:`studio.handlers.run_model` is wrapped with ``spaces.GPU``. Without
+it (CPU Space, local run) nothing changes. The app needs no network access:
+models load from ``models/weights``, analytics are off.
 """
 
 from __future__ import annotations
@@ -16,7 +27,33 @@ import os
 # Before gradio is imported: no telemetry from a medical-imaging server (and no internet here).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
+try:  # Hugging Face ZeroGPU: import before torch initialises CUDA (no-op elsewhere).
+    import spaces  # type: ignore[import-not-found]  # noqa: F401
+except ImportError:
+    pass
+
 import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def default_data_dir(mount: str | os.PathLike[str] = "/data") -> str | None:
+    """``STUDIO_DATA_DIR`` if set, else ``<mount>/medenhance`` when ``mount`` is a writable folder, else None.
+
+    Spaces with persistent storage mount it at ``/data``; everything else in a
+    Space (including ``/tmp``) is lost on restart.
+    """
+    explicit = os.environ.get("STUDIO_DATA_DIR", "").strip()
+    if explicit:
+        return explicit
+    mount = Path(mount)
+    if mount.is_dir() and os.access(mount, os.W_OK):
+        return str(mount / "medenhance")
+    return None
+
+
+_data_dir = default_data_dir()
+if _data_dir:  # set before the studio (and its storage) is imported
+    os.environ["STUDIO_DATA_DIR"] = _data_dir
 
 import gradio as gr  # noqa: E402
 
@@ -27,6 +64,8 @@ def main() -> None:
     """Build, configure the queue and launch; blocks until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup probes are noise
+    if _data_dir:
+        Path(_data_dir).mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env()
     demo: gr.Blocks = build_app(settings)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)

@@ -488,7 +488,7 @@ _HEADER_KEYWORDS = (
     "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth", "BurnedInAnnotation",
     "LossyImageCompression",
 )
-_MAX_VALUE_CHARS = 96
+_MAX_VALUE_CHARS = 160
 
 
 def header_rows(ds: Any) -> list[tuple[str, str]]:

@@ -32,6 +32,9 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
 
     Registers the named API endpoint ``/enhance``:
     (file, task, model, frame, window) -> (before/after images, markdown, result PNG path).
+    The derived DICOM of a DICOM upload reaches the page through a ``gr.State``
+    (not part of the API's returns) and a private follow-up event, so the
+    endpoint's signature is unchanged for existing clients.
     """
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -58,6 +61,8 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
             preview = gr.Image(label="Input as read (8-bit display)", type="pil", format="png",
                                image_mode=None, interactive=False, height=320)
             meta_md = gr.Markdown()
+            with gr.Accordion("DICOM header (de-identified)", open=False):
+                header_md = gr.Markdown()
         with gr.Column(scale=3, min_width=400):
             slider = gr.ImageSlider(label="Before | After (drag the handle)", type="pil", format="png",
                                     image_mode=None, interactive=False, max_height=720)
@@ -67,12 +72,17 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                 f"Previews are limited to {settings.preview_max_side} px on the long side; "
                 "the PNG download always has full resolution (16-bit for >8-bit grayscale inputs)."
             )
-            download = gr.File(label="Result PNG", interactive=False)
+            with gr.Row():
+                download = gr.File(label="Result PNG", interactive=False)
+                dicom_download = gr.File(label="Result DICOM (derived, de-identified; DICOM uploads only)",
+                                         interactive=False)
             result_md = gr.Markdown(label="Report")
+            dicom_path = gr.State(None)  # server-side only: never part of the /enhance API returns
 
-    def on_file(file_: Any, window_: Any) -> tuple[Any, str, gr.Number]:
+    def on_file(file_: Any, window_: Any) -> tuple[Any, str, gr.Number, str]:
+        # inspect_upload de-identifies a DICOM upload first; header_panel reuses that copy.
         image, md, n = handlers.inspect_upload(file_, 0, window_)
-        return image, md, _frame_box(n)
+        return image, md, _frame_box(n), handlers.header_panel(file_)
 
     def on_view(file_: Any, frame_: Any, window_: Any) -> tuple[Any, str]:
         image, md, _ = handlers.inspect_upload(file_, frame_, window_)
@@ -81,18 +91,24 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     def enhance(file: Any, task: str, model: str, frame: Any, window: Any):
         """Enhance one image: (file, task, model, frame, window) -> ((before, after), markdown, PNG path)."""
         # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)).
-        return handlers.enhance_file(file, task, model, frame, window,
-                                     preview_max_side=settings.preview_max_side,
-                                     result_ttl_s=settings.result_ttl_s)
+        r = handlers.enhance_upload(file, task, model, frame, window,
+                                    preview_max_side=settings.preview_max_side,
+                                    result_ttl_s=settings.result_ttl_s)
+        return r.pair, r.markdown, r.png_path, r.dicom_path
+
+    def show_dicom(path: str | None) -> str | None:
+        # Runs in the browser session after /enhance succeeds: the State holds this session's DICOM path.
+        return path
 
     # UI-only helpers are private: the public API is /enhance alone.
     private = {"api_visibility": "private"}
-    file.change(on_file, [file, window], [preview, meta_md, frame], **private)
+    file.change(on_file, [file, window], [preview, meta_md, frame, header_md], **private)
     frame.input(on_view, [file, frame, window], [preview, meta_md], trigger_mode="always_last", **private)
     window.change(on_view, [file, frame, window], [preview, meta_md], trigger_mode="always_last", **private)
     task.change(_model_dropdown, task, model, **private)
     # Weights may be trained after the server started: refresh the model list on every page load.
     demo.load(_model_dropdown, task, model, **private)
-    run.click(enhance, [file, task, model, frame, window], [slider, result_md, download],
+    run.click(enhance, [file, task, model, frame, window], [slider, result_md, download, dicom_path],
               api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, window) "
-              "-> (before/after preview, markdown report, result PNG).", concurrency_id="inference")
+              "-> (before/after preview, markdown report, result PNG).", concurrency_id="inference",
+              ).success(show_dicom, dicom_path, dicom_download, **private)

@@ -10,6 +10,16 @@ keeps serving. Every bad input surfaces as ``gr.Error``:
 * anything else is a bug: it is logged with a generated reference (never the
   uploaded file's name or path, which may carry patient identifiers) and the
   user sees "internal error (ref ...)".
+
+DICOM uploads are de-identified before anything else happens to them
+(:func:`prepare_upload`): the studio reads, previews, shows the header of and
+exports from a de-identified copy in its private temp dir, never from the
+upload itself (which is Gradio's temp file). UIDs and pseudonyms come from a
+keyed hash with one key per server process (``MEDENHANCE_DEID_KEY`` to keep
+them stable across restarts).
+
+The model runs in :func:`run_model`, the one function Hugging Face ZeroGPU
+wraps with ``spaces.GPU`` when the ``spaces`` package is importable.
 """
 
 from __future__ import annotations
@@ -18,19 +28,25 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 import numpy as np
+import pydicom
 from PIL import Image
 
 import models
-from models import enhance, get_spec, list_models, model_card, read_image
+from models import deid, enhance, get_spec, list_models, model_card, read_image
+from models.dicom_export import ExportOptions, export_derived_dicom
+from models.errors import ExportError
 from models.export import save_png
 from models.io import WINDOW_PRESETS
 
@@ -51,6 +67,37 @@ DEFAULT_TASK = "Super-resolution x2"
 DEFAULT_WINDOW = "default"
 
 _RESULTS_DIR: Path | None = None
+
+# One de-identification key per server process: the same upload (or two files
+# of one study) maps to the same UIDs and pseudonym while the server runs.
+# Set MEDENHANCE_DEID_KEY to keep them stable across restarts; never logged.
+_DEID_KEY = os.environ.get("MEDENHANCE_DEID_KEY", "").strip() or deid.new_key()
+
+# Model wall time a ZeroGPU call may hold the GPU for (x4 networks on big radiographs take tens of seconds).
+GPU_DURATION_S = int(os.environ.get("MEDENHANCE_GPU_DURATION", "120") or 120)
+
+
+def _zero_gpu(duration: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``spaces.GPU(duration=...)`` on Hugging Face Spaces (ZeroGPU), else the identity.
+
+    ``spaces.GPU`` has no effect outside ZeroGPU hardware, so having the
+    package installed elsewhere is harmless; ``models`` never imports it.
+    """
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+@_zero_gpu(GPU_DURATION_S)
+def run_model(image: np.ndarray, name: str) -> np.ndarray:
+    """Run model ``name`` on ``image`` (float32 [0, 1], (H, W[, 3])): the studio's only model call.
+
+    On ZeroGPU this runs in a GPU worker process: arguments and result are
+    plain arrays and strings so they pickle cheaply.
+    """
+    return enhance(image, name)
 
 
 # --- choices for the UI ---------------------------------------------------------------
@@ -207,7 +254,9 @@ def _as_user_errors(stage: str, path: str | None = None) -> Iterator[None]:
         raise
     except ValueError as e:  # every documented MedEnhanceError is a ValueError
         title = {"ImageReadError": "Cannot read this file", "InvalidImageError": "Unsupported image",
-                 "UnknownModelError": "Unknown model", "WeightsError": "Model not available"}.get(type(e).__name__, "Bad input")
+                 "UnknownModelError": "Unknown model", "WeightsError": "Model not available",
+                 "DeidentificationError": "Cannot de-identify this file",
+                 "ExportError": "Cannot export"}.get(type(e).__name__, "Bad input")
         raise gr.Error(_scrub(str(e), path) or title, title=title, print_exception=False) from None
     except Exception as e:  # a bug or a resource problem: keep serving, keep the log free of identifiers
         ref = uuid.uuid4().hex[:8]
@@ -217,18 +266,113 @@ def _as_user_errors(stage: str, path: str | None = None) -> Iterator[None]:
                        "Try again, or another model or file.", title="Internal error", print_exception=False) from None
 
 
+# --- de-identified uploads ------------------------------------------------------------------
+
+@dataclass
+class Upload:
+    """An upload as the studio uses it.
+
+    Attributes:
+        path: what to read: the de-identified copy for DICOM, else the upload itself.
+        is_dicom: whether the upload was DICOM (and ``path`` is our de-identified copy).
+        header: (keyword, value) rows of the de-identified header (DICOM only).
+        warnings: de-identification warnings (burned-in text).
+    """
+
+    path: str
+    is_dicom: bool = False
+    header: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_UPLOADS: "OrderedDict[tuple[str, int, int], Upload]" = OrderedDict()
+_UPLOADS_MAX = 32
+_uploads_lock = threading.Lock()
+
+
+def _looks_like_dicom(path: str) -> bool:
+    """'DICM' at byte 128, or a headerless dataset start that Pillow does not claim."""
+    from models.io import _looks_like_headerless_dicom
+
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head[128:132] == b"DICM":
+        return True
+    if not _looks_like_headerless_dicom(head):
+        return False
+    try:
+        with Image.open(path):
+            return False
+    except Exception:  # not an image Pillow knows: treat as headerless DICOM
+        return True
+
+
+def prepare_upload(file: Any, ttl_s: int = 3600) -> Upload:
+    """De-identify a DICOM upload into our temp dir (once per upload; cached), before anything else uses it.
+
+    Non-DICOM uploads are returned as they are (PNG/JPEG/TIFF have no header to clean).
+
+    Raises:
+        gr.Error: no file, unreadable DICOM, or a header that cannot be de-identified
+            (then the file is refused rather than used with identifiers).
+    """
+    path = _upload_path(file)
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        raise gr.Error("The uploaded file is no longer available; please upload it again.",
+                       title="No file", print_exception=False) from None
+    with _uploads_lock:
+        cached = _UPLOADS.get(key)
+        if cached is not None and os.path.isfile(cached.path):
+            _UPLOADS.move_to_end(key)
+            return cached
+    with _as_user_errors("checking the file type", path):
+        dicom = _looks_like_dicom(path)
+    if not dicom:
+        upload = Upload(path=path)
+    else:
+        # Generated name: the upload's own name may contain the patient's name.
+        copy = results_dir(ttl_s) / f"upload_{uuid.uuid4().hex[:12]}.dcm"
+        with _as_user_errors("de-identifying the DICOM header", path):
+            result = deid.deidentify_file(path, copy, _DEID_KEY)
+            header = deid.header_rows(pydicom.dcmread(copy, stop_before_pixels=True, force=True))
+        upload = Upload(path=str(copy), is_dicom=True, header=header, warnings=list(result.warnings))
+    with _uploads_lock:
+        _UPLOADS[key] = upload
+        while len(_UPLOADS) > _UPLOADS_MAX:
+            _UPLOADS.popitem(last=False)
+    return upload
+
+
+def header_panel(file: Any) -> str:
+    """Markdown of the de-identified DICOM header of an upload (the Enhance tab's header panel).
+
+    Returns ``""`` for no file and a one-line note for non-DICOM uploads.
+    """
+    if file is None:
+        return ""
+    upload = prepare_upload(file)
+    if not upload.is_dicom:
+        return "No DICOM header: this upload is a plain image file."
+    return render.header_markdown(upload.header, upload.warnings)
+
+
 # --- the handlers ---------------------------------------------------------------------------
 
 def load_image(file: Any, frame: Any = 0, window: Any = DEFAULT_WINDOW) -> tuple[np.ndarray, Any]:
     """Read an upload like :func:`models.read_image`, with errors as ``gr.Error``.
 
+    DICOM uploads are read from their de-identified copy (:func:`prepare_upload`).
+
     Returns:
         (image float32 [0, 1] of shape (H, W) or (H, W, 3), ImageMeta).
     """
-    path = _upload_path(file)
     frame_i, win = _frame(frame), parse_window(window)
-    with _as_user_errors("reading the image", path):
-        return read_image(path, frame=frame_i, window=win)
+    upload = prepare_upload(file)
+    with _as_user_errors("reading the image", _upload_path(file)):
+        return read_image(upload.path, frame=frame_i, window=win)
 
 
 def inspect_upload(file: Any, frame: Any = 0, window: Any = DEFAULT_WINDOW) -> tuple[Image.Image | None, str, int]:
@@ -242,8 +386,12 @@ def inspect_upload(file: Any, frame: Any = 0, window: Any = DEFAULT_WINDOW) -> t
         return None, "", 1
     path = _upload_path(file)
     image, meta = load_image(path, frame, window)
+    upload = prepare_upload(path)
     with _as_user_errors("preparing the preview", path):
-        return render.to_display(image), "### Image\n\n" + render.meta_markdown(meta.to_dict()), int(meta.frame_count or 1)
+        md = "### Image\n\n" + render.meta_markdown(meta.to_dict())
+        if upload.is_dicom:
+            md += "\n\n" + render.deid_markdown(upload.warnings)
+        return render.to_display(image), md, int(meta.frame_count or 1)
 
 
 def results_dir(ttl_s: int = 3600) -> Path:
@@ -256,7 +404,7 @@ def results_dir(ttl_s: int = 3600) -> Path:
     if _RESULTS_DIR is None or not _RESULTS_DIR.is_dir():
         _RESULTS_DIR = Path(tempfile.mkdtemp(prefix="medenhance-results-"))
     cutoff = time.time() - ttl_s
-    for p in _RESULTS_DIR.glob("*.png"):
+    for p in _RESULTS_DIR.iterdir():  # result PNG/DICOM files and de-identified upload copies
         try:
             if p.stat().st_mtime < cutoff:
                 p.unlink()
@@ -270,6 +418,23 @@ def result_bits(meta: Any, result: np.ndarray) -> int:
     return 16 if result.ndim == 2 and not meta.is_colour and (meta.bits_stored or 8) > 8 else 8
 
 
+@dataclass
+class EnhanceResult:
+    """Everything one enhance request produces (the ``/enhance`` endpoint returns the first three).
+
+    Attributes:
+        pair: (before, after) 8-bit PIL previews of equal size.
+        markdown: timing, image metadata, de-identification notes and model card.
+        png_path: full-resolution result PNG.
+        dicom_path: derived, de-identified DICOM of the result (DICOM uploads only), else None.
+    """
+
+    pair: tuple[Image.Image, Image.Image]
+    markdown: str
+    png_path: str
+    dicom_path: str | None = None
+
+
 def enhance_file(
     file: Any,
     task: str | None,
@@ -281,6 +446,8 @@ def enhance_file(
     result_ttl_s: int = 3600,
 ) -> tuple[tuple[Image.Image, Image.Image], str, str]:
     """The ``/enhance`` endpoint: read an uploaded image, run a model, return before/after and a PNG.
+
+    Same as :func:`enhance_upload` without the DICOM download (API compatibility).
 
     Args:
         file: path of the uploaded file (DICOM, PNG, JPEG, TIFF; 8 or 16 bit).
@@ -296,24 +463,68 @@ def enhance_file(
     Raises:
         gr.Error: for every bad input and internal error.
     """
+    r = enhance_upload(file, task, model, frame, window, preview_max_side=preview_max_side,
+                       result_ttl_s=result_ttl_s)
+    return r.pair, r.markdown, r.png_path
+
+
+def enhance_upload(
+    file: Any,
+    task: str | None,
+    model: str | None,
+    frame: Any = 0,
+    window: Any = DEFAULT_WINDOW,
+    *,
+    preview_max_side: int = 2048,
+    result_ttl_s: int = 3600,
+) -> EnhanceResult:
+    """Read an upload (DICOM: its de-identified copy), run a model, write the PNG and, for DICOM, a derived DICOM.
+
+    Arguments as :func:`enhance_file`. The DICOM is written with
+    :func:`models.dicom_export.export_derived_dicom` from the de-identified
+    copy: same (remapped) study, new series, the source referenced, pixels in
+    the source's stored units. If only the DICOM export fails, the PNG is
+    still returned and the report says why.
+
+    Raises:
+        gr.Error: for every bad input and internal error.
+    """
     name = _check_model(task, model)
     path = _upload_path(file)
     image, meta = load_image(path, frame, window)
+    upload = prepare_upload(path, result_ttl_s)
     with _as_user_errors("enhancing the image", path):
         t0 = time.perf_counter()
-        out = enhance(image, name)
+        out = run_model(image, name)
         seconds = time.perf_counter() - t0
     with _as_user_errors("saving the result", path):
         bits = result_bits(meta, out)
         # Generated name: never echo the upload's name (it may contain patient identifiers).
-        result_path = results_dir(result_ttl_s) / f"medenhance_{name}_{uuid.uuid4().hex[:12]}.png"
+        stem = f"medenhance_{name}_{uuid.uuid4().hex[:12]}"
+        result_path = results_dir(result_ttl_s) / f"{stem}.png"
         save_png(out, result_path, bits=bits)
+        dicom_path, dicom_note = None, ""
+        if upload.is_dicom:
+            dicom_path, dicom_note = _export_dicom(upload.path, out, meta, name, result_path.with_suffix(".dcm"))
         before, after, note = render.preview_pair(image, out, preview_max_side)
         h, w = out.shape[:2]
+        downloads = f"{bits}-bit PNG, full resolution" + (" and a derived DICOM (de-identified)" if dicom_path else "")
         result = (f"### Result\n\n**{name}** ran in **{render.format_duration(seconds)}** "
                   f"on {image.shape[1]} × {image.shape[0]} px → {w} × {h} px. "
-                  f"Download: {bits}-bit PNG, full resolution.\n\n{note}").rstrip()
-        md = "\n\n".join([result, "### Image\n\n" + render.meta_markdown(meta.to_dict()),
-                          render.card_markdown(model_card(name))])
-    logger.info("enhanced with %s in %.3f s -> %s (%dx%d, %d-bit)", name, seconds, result_path.name, w, h, bits)
-    return (before, after), md, str(result_path)
+                  f"Download: {downloads}.\n\n{note}\n\n{dicom_note}").rstrip()
+        image_md = "### Image\n\n" + render.meta_markdown(meta.to_dict())
+        if upload.is_dicom:
+            image_md += "\n\n" + render.deid_markdown(upload.warnings)
+        md = "\n\n".join([result, image_md, render.card_markdown(model_card(name))])
+    logger.info("enhanced with %s in %.3f s -> %s (%dx%d, %d-bit%s)", name, seconds, result_path.name, w, h, bits,
+                ", +DICOM" if dicom_path else "")
+    return EnhanceResult((before, after), md, str(result_path), str(dicom_path) if dicom_path else None)
+
+
+def _export_dicom(source: str, out: np.ndarray, meta: Any, name: str, dst: Path) -> tuple[Path | None, str]:
+    """Write the derived DICOM; (path, "") on success, (None, a sentence for the report) on an export error."""
+    try:
+        export_derived_dicom(source, out, meta, name, dst, ExportOptions(deid_key=_DEID_KEY))
+    except ExportError as e:
+        return None, f"No DICOM download: {e}"
+    return dst, ""

@@ -230,6 +230,41 @@ def meta_markdown(meta: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --- DICOM header and de-identification ------------------------------------------------
+
+DEID_NOTE = ("Header de-identified on upload (DICOM PS3.15 basic profile subset): names, IDs, institution and "
+             "free text removed or replaced, dates shifted, UIDs remapped, private tags removed. "
+             "The studio only ever uses this de-identified copy.")
+
+
+def _warning_lines(warnings: list[str]) -> list[str]:
+    return [f"> ⚠️ **{w}**" for w in warnings]
+
+
+def deid_markdown(warnings: list[str]) -> str:
+    """What de-identification did, plus its warnings (burned-in text) as block quotes."""
+    return "\n\n".join([f"- {DEID_NOTE}", *_warning_lines(warnings)])
+
+
+def _cell(text: str) -> str:
+    """A value shown literally inside a markdown table cell (no emphasis, links, HTML or broken rows)."""
+    text = " ".join(str(text).split())
+    for ch in "\\`*_[]<>|#":  # backslash first, so the escapes added after stay single
+        text = text.replace(ch, "\\" + ch)
+    return text or "—"
+
+
+def header_markdown(rows: list[tuple[str, str]], warnings: list[str] | None = None) -> str:
+    """The de-identified DICOM header as a two-column markdown table, warnings first."""
+    parts = _warning_lines(list(warnings or []))
+    if rows:
+        table = "| Attribute | Value |\n|---|---|\n" + "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in rows)
+        parts.append(table)
+    else:
+        parts.append("No public attributes to show.")
+    return "\n\n".join(parts)
+
+
 # --- images -------------------------------------------------------------------------
 
 def to_display(image: np.ndarray) -> Image.Image:

@@ -191,6 +191,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         best_score = _better(best_val, -math.inf, cfg, baseline)[1]
 
     t0 = time.time() - elapsed
+    skipped = 0
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, dynamic_ncols=True, disable=not main)
     while step < cfg.steps:
         for g in opt.param_groups:
@@ -199,11 +200,20 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         lr_img = task.train_degrade(hr, spec.scale, noise_gen)
         with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=amp_on):  # weights and optimizer stay fp32
             sr = net(lr_img).float()
-            loss = loss_fn(sr, hr)
             if disc is not None:
                 real_logits = disc(hr).float().detach()
-                loss = loss + cfg.adv_weight * g_adv(real_logits, disc(sr).float())
+                fake_logits = disc(sr).float()
+        loss = loss_fn(sr, hr)  # losses in fp32: colour conversions and SSIM are precision-sensitive
+        if disc is not None:
+            adv = g_adv(real_logits, fake_logits)
+            loss = loss + cfg.adv_weight * adv
         opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            # One degenerate batch must not poison the weights: skip it and count it in the card.
+            skipped += 1
+            step += 1
+            bar.update(1)
+            continue
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -261,6 +271,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
             "device": device,
             "mixed_precision": "bf16 autocast" if amp_on else "fp32",
             "world_size": world,
+            "skipped_nonfinite_steps": skipped,
             "wall_seconds": round(time.time() - t0, 1),
             "torch": torch.__version__,
             "machine": platform.machine(),

@@ -1,0 +1,217 @@
+"""The "Study admin" tab: create studies, hand out reader codes, watch progress, close, export, analyse.
+
+Every endpoint takes the admin password as its first input and checks it on
+each call (``STUDIO_ADMIN_PASSWORD``, else the generated one printed at first
+start). Named API endpoints:
+
+* ``/admin_create_study`` (password, name, design, models, files, folder, readers, repeat_cases,
+  washout_days, pair_mode, seed, window) -> (summary markdown, reader codes JSON {label: code}, shown once)
+* ``/admin_add_readers`` (password, study_id, count) -> (markdown, reader codes JSON)
+* ``/admin_studies`` (password) -> (markdown table, JSON list)
+* ``/admin_progress`` (password, study_id) -> (markdown, JSON per reader)
+* ``/admin_close_study`` (password, study_id) -> markdown
+* ``/admin_export`` (password, study_id, seed) -> (answers CSV, analysis ZIP, analysis markdown, plots)
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from . import analysis, handlers, study
+from .reader_tab import guard
+from .study_store import StudyStore
+
+# Seconds a wrong password waits: makes guessing slow without a lockout an attacker could trigger.
+WRONG_PASSWORD_DELAY_S = 0.5
+EXPORT_TTL_S = 3600
+
+_EXPORT_ROOT: Path | None = None
+
+
+def _check(store: StudyStore, password: Any) -> None:
+    if not store.admin.check(password):
+        time.sleep(WRONG_PASSWORD_DELAY_S)
+        raise gr.Error("Wrong admin password.", title="Not allowed", print_exception=False)
+
+
+def export_dir() -> Path:
+    """A fresh folder for one export inside this process's temp dir (Gradio serves files from there);
+    exports older than an hour are removed."""
+    global _EXPORT_ROOT
+    if _EXPORT_ROOT is None or not _EXPORT_ROOT.is_dir():
+        _EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="medenhance-study-exports-"))
+    cutoff = time.time() - EXPORT_TTL_S
+    for d in _EXPORT_ROOT.iterdir():
+        try:
+            if d.stat().st_mtime < cutoff:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(dir=_EXPORT_ROOT))
+
+
+def _codes_markdown(codes: dict[str, str]) -> str:
+    rows = "\n".join(f"| {label} | `{code}` |" for label, code in codes.items())
+    return ("**Reader codes: shown only now; copy them and give one to each reader.** Only their hashes are "
+            "stored: a lost code cannot be shown again (add a new reader instead).\n\n"
+            "| reader | access code |\n|---|---|\n" + rows)
+
+
+def _studies_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "No studies yet."
+    head = "| id | name | design | status | models | cases | readers | answered |\n|---|---|---|---|---|---|---|---|"
+    body = "\n".join(f"| {r['study_id']} | {r['name']} | {r['design']} | {r['status']} | {', '.join(r['models'])} | "
+                     f"{r['cases']} | {r['readers']} | {r['answered']} of {r['items']} |" for r in rows)
+    return head + "\n" + body
+
+
+def _progress_markdown(p: dict[str, Any]) -> str:
+    head = (f"### Study {p['study_id']}: {p['name']} ({p['design']}, {p['status']})\n\n"
+            f"{p['ratings']} ratings and {p['preferences']} preferences stored.\n\n"
+            "| reader | status | answered | last answer (UTC) |\n|---|---|---|---|")
+    body = "\n".join(f"| {r['reader']} | {r['status']} | {r['answered']} of {r['total']} | "
+                     f"{(r['last_answer'] or '-')[:19].replace('T', ' ')} |" for r in p["readers"])
+    return head + "\n" + body
+
+
+def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
+    """Lay out the Study admin tab inside the current ``gr.Tab`` and wire its endpoints (see the module docstring)."""
+    import_note = ("Server folders can be imported from inside the configured import folder."
+                   if store.settings.import_root else "Server-folder import is off (the operator can set STUDIO_IMPORT_ROOT).")
+    password = gr.Textbox(label="Admin password", type="password",
+                          info="STUDIO_ADMIN_PASSWORD, or the password printed once when the server first started.")
+    with gr.Tab("New study"):
+        with gr.Row():
+            with gr.Column():
+                name = gr.Textbox(label="Study name")
+                design = gr.Radio([("Single-image Likert", "likert"), ("Pairwise 2AFC", "2afc"), ("Both", "both")],
+                                  value="both", label="Design")
+                models = gr.Dropdown(choices=study.ready_models(), multiselect=True, label="Models",
+                                     info="The original image is always included as the reference.",
+                                     allow_custom_value=True)
+                pair_mode = gr.Radio([("All pairs", "all"), ("Each model vs the original", "reference")],
+                                     value="all", label="2AFC pairs")
+                window = gr.Dropdown(choices=handlers.window_choices(), value=handlers.DEFAULT_WINDOW,
+                                     label="Display window of DICOM sources", allow_custom_value=True)
+            with gr.Column():
+                files = gr.File(label="Images (DICOM, PNG, JPEG, TIFF)", file_count="multiple", type="filepath")
+                folder = gr.Textbox(label="…or a server folder", info=import_note)
+                readers = gr.Number(label="Readers", value=3, precision=0, minimum=1)
+                repeats = gr.Number(label="Repeated cases per reader (intra-reader agreement)", value=0,
+                                    precision=0, minimum=0)
+                washout = gr.Number(label="Washout before repeats (days)", value=0, minimum=0)
+                seed = gr.Number(label="Randomization seed", value=0, precision=0, minimum=0)
+        create = gr.Button("Create study", variant="primary")
+        summary = gr.Markdown()
+        codes = gr.JSON(label="Reader codes (shown once)", visible=False)
+    with gr.Tab("Progress & readers"):
+        with gr.Row():
+            study_id = gr.Number(label="Study id", value=1, precision=0, minimum=1)
+            list_btn = gr.Button("List studies")
+            progress_btn = gr.Button("Show progress")
+        with gr.Row():
+            more = gr.Number(label="Add readers", value=1, precision=0, minimum=1)
+            add_btn = gr.Button("Generate codes")
+            close_btn = gr.Button("Close study", variant="stop")
+        admin_md = gr.Markdown()
+        admin_json = gr.JSON(visible=False)
+        add_md = gr.Markdown()
+        add_codes = gr.JSON(visible=False)
+    with gr.Tab("Export & analysis"):
+        with gr.Row():
+            export_id = gr.Number(label="Study id", value=1, precision=0, minimum=1)
+            boot_seed = gr.Number(label="Bootstrap seed", value=0, precision=0, minimum=0)
+            export_btn = gr.Button("Export and analyse", variant="primary")
+        with gr.Row():
+            answers_file = gr.File(label="answers.csv (one row per answer)")
+            zip_file = gr.File(label="Analysis (CSV tables, markdown, JSON, plots)")
+        plots_gallery = gr.Gallery(label="Plots", columns=2, height="auto")
+        report = gr.Markdown()
+
+    def admin_create_study(password: str, name: str, design: str, models: list[str] | None, files: list[str] | None,
+                           folder: str, readers: Any, repeat_cases: Any, washout_days: Any, pair_mode: str,
+                           seed: Any, window: str, progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, str]]:
+        """Create a study from uploads and/or a server folder; returns (summary, {reader: access code})."""
+        _check(store, password)
+        with guard("creating the study"):
+            paths = [handlers._upload_path(f) for f in (files or [])]
+            if folder and str(folder).strip():
+                paths += study.folder_files(store.settings.import_root, folder)
+            d = study.StudyDesign(name=name, design=design, models=tuple(models or ()), readers=readers,
+                                  repeat_cases=repeat_cases or 0, washout_days=washout_days or 0,
+                                  pair_mode=pair_mode or "all", seed=seed or 0, window=handlers.parse_window(window))
+            created = study.create_study(store, d, paths, progress=lambda f, t: progress(f, desc=t))
+        lines = [f"### Study {created.study_id} created: {created.name}",
+                 f"{created.cases} cases × {created.variants // max(1, created.cases)} variants "
+                 f"(original + {created.variants // max(1, created.cases) - 1} models); "
+                 f"{created.items_per_reader} items per reader."]
+        if created.skipped:
+            lines.append("Skipped: " + "; ".join(created.skipped))
+        return "\n\n".join(lines) + "\n\n" + _codes_markdown(created.codes), created.codes
+
+    def admin_add_readers(password: str, study_id: Any, count: Any) -> tuple[str, dict[str, str]]:
+        """Add readers to an open study; returns (markdown, {reader: access code}) shown once."""
+        _check(store, password)
+        with guard("adding readers"):
+            new = study.add_readers(store, study_id, count)
+        return _codes_markdown(new), new
+
+    def admin_studies(password: str) -> tuple[str, list[dict[str, Any]]]:
+        """Every study with its size and answer counts."""
+        _check(store, password)
+        with guard("listing studies"):
+            rows = study.list_studies(store)
+        return _studies_markdown(rows), rows
+
+    def admin_progress(password: str, study_id: Any) -> tuple[str, dict[str, Any]]:
+        """Progress per reader (answered of total per block, last answer); no answers are shown."""
+        _check(store, password)
+        with guard("reading progress"):
+            p = study.study_progress(store, study_id)
+        return _progress_markdown(p), p
+
+    def admin_close_study(password: str, study_id: Any) -> str:
+        """Close a study: readers can no longer answer; stored answers stay."""
+        _check(store, password)
+        with guard("closing the study"):
+            res = study.close_study(store, study_id)
+        return f"Study {res['study_id']} is closed (since {res['closed_at'][:19].replace('T', ' ')} UTC)."
+
+    def admin_export(password: str, study_id: Any, seed: Any) -> tuple[str, str, str, list[str]]:
+        """Export answers (CSV) and the full analysis (ZIP), with the report and plots."""
+        _check(store, password)
+        with guard("exporting the study"):
+            sid = study.study_id_of(study_id)
+            out = export_dir()
+            res = analysis.write_outputs(store.db, sid, out / f"study-{sid}", seed=study.whole_number(seed or 0, "Seed", 0, 2**31 - 1))
+            zip_path = out / f"study-{sid}-analysis.zip"
+            with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+                for f in res["files"]:
+                    z.write(f, f.relative_to(out))
+            answers = out / f"study-{sid}-answers.csv"
+            shutil.copyfile(out / f"study-{sid}" / "answers.csv", answers)
+        return str(answers), str(zip_path), res["markdown"], [str(p) for p in res["plots"]]
+
+    admin = {"concurrency_limit": 4, "concurrency_id": "admin"}
+    private = {"api_visibility": "private"}
+    # Rendering is model inference: it queues with the Enhance tab's runs.
+    create.click(admin_create_study, [password, name, design, models, files, folder, readers, repeats, washout,
+                                      pair_mode, seed, window], [summary, codes], api_name="admin_create_study",
+                 concurrency_id="inference")
+    add_btn.click(admin_add_readers, [password, study_id, more], [add_md, add_codes], api_name="admin_add_readers",
+                  **admin)
+    list_btn.click(admin_studies, password, [admin_md, admin_json], api_name="admin_studies", **admin)
+    progress_btn.click(admin_progress, [password, study_id], [admin_md, admin_json], api_name="admin_progress", **admin)
+    close_btn.click(admin_close_study, [password, study_id], admin_md, api_name="admin_close_study", **admin)
+    export_btn.click(admin_export, [password, export_id, boot_seed], [answers_file, zip_file, report, plots_gallery],
+                     api_name="admin_export", **admin)
+    # Weights trained after start-up become choosable on the next page load (UI only).
+    demo.load(lambda: gr.update(choices=study.ready_models()), None, models, **private)

@@ -1,0 +1,389 @@
+"""Bounded load test of the reader endpoints: many readers answering at once over HTTP.
+
+    python -m studio.loadtest --readers 20 --seconds 60 [--think 0] [--cases 12] [--double 0.1] [--max-answers N]
+
+Starts the studio (``python app.py`` in its own process, as deployed; or
+``--in-process``) on a free localhost port with a throw-away data directory
+(``--data-dir`` to keep it), creates a study with one code per reader, and
+lets every reader (its own thread and HTTP client; ``--client gradio`` for
+``gradio_client``) answer as fast as the server allows: ``/reader_next`` once, then ``/reader_rate`` or
+``/reader_choose`` per item. A fraction ``--double`` of the answers is sent
+twice at once (a double click). Afterwards it checks the database: every
+answer the server acknowledged is stored once with the values sent, and no
+item has two answers. It prints latency percentiles of the submissions (each
+one commits the answer and returns the next case) and exits 1 if anything
+was lost, duplicated or failed.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import urllib.request  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import Future, ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from db import CRITERIA, Assignment, Preference, Rating, Reader  # noqa: E402
+
+from . import study  # noqa: E402
+from .study_store import StudyStore  # noqa: E402
+
+
+@dataclass
+class LoadReport:
+    """What a load run measured and verified."""
+
+    readers: int
+    wall_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)  # one per acknowledged single submission
+    answers_acknowledged: int = 0
+    doubles_sent: int = 0
+    doubles_flagged: int = 0  # second copies answered with duplicate=True
+    refused: int = 0  # requests refused by Gradio's full queue (503) and sent again
+    errors: list[str] = field(default_factory=list)
+    db_answers: int = 0
+    db_duplicate_items: int = 0
+    lost: int = 0
+    mismatched: int = 0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_s, q)) if self.latencies_s else float("nan")
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.lost == 0 and self.db_duplicate_items == 0 and self.mismatched == 0 \
+            and self.db_answers == self.answers_acknowledged and self.doubles_flagged == self.doubles_sent
+
+    def summary(self) -> str:
+        rate = self.answers_acknowledged / self.wall_s if self.wall_s else 0.0
+        return (f"{self.readers} concurrent readers, {self.wall_s:.1f} s: {self.answers_acknowledged} answers "
+                f"acknowledged ({rate:.1f}/s), {self.doubles_sent} sent twice ({self.doubles_flagged} flagged duplicate)\n"
+                f"submit latency: p50 {self.percentile(50) * 1000:.0f} ms, p95 {self.percentile(95) * 1000:.0f} ms, "
+                f"max {max(self.latencies_s, default=float('nan')) * 1000:.0f} ms; "
+                f"{self.refused} requests refused as 'queue full' and sent again\n"
+                f"database: {self.db_answers} answers, {self.db_duplicate_items} items with more than one answer, "
+                f"{self.lost} acknowledged answers missing, {self.mismatched} stored with other values; "
+                f"{len(self.errors)} errors -> {'OK' if self.ok else 'FAILED'}")
+
+
+def synthetic_images(folder: Path, n: int, size: int = 32) -> list[Path]:
+    """``n`` small grayscale PNGs with smooth patterns (cases of a load-test study)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    paths = []
+    for i in range(n):
+        img = 0.5 + 0.4 * np.sin(xx / (2.0 + i % 5)) * np.cos(yy / (3.0 + i % 3))
+        p = folder / f"case{i:03d}.png"
+        Image.fromarray((img * 255).astype(np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def make_study(store: StudyStore, readers: int, cases: int = 12, seed: int = 0,
+               models: Sequence[str] = ("clahe", "median")) -> study.CreatedStudy:
+    """A Likert + 2AFC study on synthetic images with one code per reader."""
+    with tempfile.TemporaryDirectory(prefix="medenhance-load-") as tmp:
+        files = synthetic_images(Path(tmp), cases)
+        return study.create_study(store, study.StudyDesign(name=f"load test ({readers} readers)", design="both",
+                                                           models=tuple(models), readers=readers, seed=seed), files)
+
+
+def _answer(rng: random.Random, item: dict[str, Any]) -> dict[str, Any]:
+    if item["kind"] == "likert":
+        return {c: rng.randint(1, 5) for c in CRITERIA}
+    return {"choice": rng.choice(["left", "right"]), "confidence": rng.randint(1, 5)}
+
+
+def _call(client: Any, code: str, item_key: str, kind: str, answer: dict[str, Any], submit: bool = False) -> Any:
+    if kind == "likert":
+        args = (code, item_key, *(answer[c] for c in CRITERIA), "")
+        api = "/reader_rate"
+    else:
+        args = (code, item_key, answer["choice"], answer["confidence"], "")
+        api = "/reader_choose"
+    return client.submit(*args, api_name=api) if submit else client.predict(*args, api_name=api)
+
+
+class HttpClient:
+    """A minimal client of the studio's documented HTTP API: ``POST /gradio_api/call/<api>``, then
+    ``GET`` its server-sent events until ``complete`` (or ``error``).
+
+    ``gradio_client`` spends about twice the server's CPU time per call; with
+    20 of them in one process the load generator, not the server, would be
+    measured. Same ``predict``/``submit`` interface as ``gradio_client.Client``.
+    """
+
+    RETRIES = 10
+
+    def __init__(self, url: str, timeout: float = 120.0) -> None:
+        import httpx
+
+        self.refused = 0  # requests refused with "queue full" (503) and sent again
+        self.url = url.rstrip("/") + "/"
+        self.http = httpx.Client(timeout=timeout)
+        self.pool = ThreadPoolExecutor(max_workers=2)
+
+    def predict(self, *args: Any, api_name: str) -> tuple[Any, ...]:
+        api = api_name.strip("/")
+        for attempt in range(self.RETRIES + 1):
+            r = self.http.post(f"{self.url}gradio_api/call/{api}", json={"data": list(args)})
+            # 503 = Gradio's queue is full: the request was refused before running, so sending it
+            # again is safe (answers are idempotent anyway), as a reader clicking again would.
+            if r.status_code != 503 or attempt == self.RETRIES:
+                break
+            self.refused += 1
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+        r.raise_for_status()
+        event_id = r.json()["event_id"]
+        event = None
+        with self.http.stream("GET", f"{self.url}gradio_api/call/{api}/{event_id}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    data = json.loads(line[5:])
+                    if event == "error":
+                        raise RuntimeError(f"{api_name}: {data}")
+                    return tuple(data)
+        raise RuntimeError(f"{api_name}: the stream ended without a result")
+
+    def submit(self, *args: Any, api_name: str) -> Future:
+        return self.pool.submit(self.predict, *args, api_name=api_name)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+        self.http.close()
+
+
+def _client(url: str, kind: str) -> Any:
+    if kind == "gradio":
+        from gradio_client import Client
+
+        return Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    return HttpClient(url)
+
+
+def run_load(url: str, store: StudyStore, codes: Sequence[str], seconds: float, max_answers: int | None = None,
+             double: float = 0.1, seed: int = 0, client: str = "http", think_s: float = 0.0) -> LoadReport:
+    """Let every code answer concurrently through ``url`` for ``seconds`` (or ``max_answers`` each), then verify.
+
+    Args:
+        url: the running studio (``demo.local_url``).
+        store: the same data directory the server uses (to verify what was stored).
+        codes: one access code per simulated reader.
+        client: ``"http"`` (:class:`HttpClient`) or ``"gradio"`` (``gradio_client.Client``), one per reader.
+        think_s: mean pause between a reader's answers (uniform 0 … 2 x think_s); 0 = as fast as possible.
+    """
+    client_kind = client
+    report = LoadReport(readers=len(codes))
+    lock = threading.Lock()
+    sent: dict[str, tuple[str, dict[str, Any]]] = {}  # item_key -> (kind, answer) for acknowledged answers
+    start = threading.Barrier(len(codes) + 1)
+
+    def reader(index: int, code: str) -> None:
+        rng = random.Random(seed * 1000 + index)
+        try:
+            client = _client(url, client_kind)
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            with lock:
+                report.errors.append(f"reader {index}: cannot connect: {e}")
+            start.wait()
+            return
+        start.wait()
+        deadline = time.monotonic() + seconds
+        done = 0
+        try:
+            _, _, item = client.predict(code, api_name="/reader_next")
+            while item.get("status") == "item" and time.monotonic() < deadline and (max_answers is None or done < max_answers):
+                answer = _answer(rng, item)
+                key, kind = item["item_key"], item["kind"]
+                if rng.random() < double:  # a double click: the same answer twice, at once
+                    jobs = [_call(client, code, key, kind, answer, submit=True) for _ in range(2)]
+                    results = [j.result(timeout=120) for j in jobs]
+                    flags = sorted(r[2]["saved"]["duplicate"] for r in results)
+                    with lock:
+                        report.doubles_sent += 1
+                        report.doubles_flagged += flags == [False, True]
+                        if flags != [False, True]:
+                            report.errors.append(f"reader {index}: double submission flagged {flags}")
+                    item = max((r[2] for r in results), key=lambda it: it.get("answered", 0))
+                else:
+                    t0 = time.perf_counter()
+                    _, _, item = _call(client, code, key, kind, answer)
+                    with lock:
+                        report.latencies_s.append(time.perf_counter() - t0)
+                with lock:
+                    sent[key] = (kind, answer)
+                done += 1
+                if think_s > 0:
+                    time.sleep(rng.uniform(0, 2 * think_s))
+        except Exception as e:  # noqa: BLE001 - every failure is a finding
+            with lock:
+                report.errors.append(f"reader {index}: {type(e).__name__}: {e}")
+        finally:
+            with lock:
+                report.refused += getattr(client, "refused", 0)
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    threads = [threading.Thread(target=reader, args=(i, c), daemon=True) for i, c in enumerate(codes)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join(timeout=seconds + 300)
+    report.wall_s = time.perf_counter() - t0
+    report.answers_acknowledged = len(sent)
+    _verify(store, codes, sent, report)
+    return report
+
+
+def _verify(store: StudyStore, codes: Sequence[str], sent: dict[str, tuple[str, dict[str, Any]]],
+            report: LoadReport) -> None:
+    from .auth import hash_code
+
+    hashes = [hash_code(c) for c in codes]
+    with store.db.read() as s:
+        reader_ids = list(s.scalars(select(Reader.id).where(Reader.code_hash.in_(hashes))))
+        items = {a.item_key: a for a in s.scalars(select(Assignment).where(Assignment.reader_id.in_(reader_ids)))}
+        ratings = {r.assignment_id: r for r in s.scalars(select(Rating).where(Rating.reader_id.in_(reader_ids)))}
+        prefs = {p.assignment_id: p for p in s.scalars(select(Preference).where(Preference.reader_id.in_(reader_ids)))}
+        dup = 0
+        for model in (Rating, Preference):
+            dup += len(s.execute(select(model.assignment_id).where(model.reader_id.in_(reader_ids))
+                                 .group_by(model.assignment_id).having(func.count() > 1)).all())
+    report.db_answers = len(ratings) + len(prefs)
+    report.db_duplicate_items = dup
+    for key, (kind, answer) in sent.items():
+        item = items.get(key)
+        row = (ratings if kind == "likert" else prefs).get(item.id) if item else None
+        if row is None:
+            report.lost += 1
+        elif kind == "likert" and any(getattr(row, c) != answer[c] for c in CRITERIA):
+            report.mismatched += 1
+        elif kind == "pair" and (row.choice, row.confidence) != (answer["choice"], answer["confidence"]):
+            report.mismatched += 1
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: str | Path, port: int, env: dict[str, str] | None = None,
+                 log: Any = subprocess.DEVNULL) -> subprocess.Popen:
+    """``python app.py`` on 127.0.0.1:``port`` with ``data_dir`` as ``STUDIO_DATA_DIR`` (a separate process)."""
+    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+                "STUDIO_DATA_DIR": str(data_dir), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT, env=full_env,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
+    """Poll ``url`` until it answers; RuntimeError if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"no answer from {url} within {timeout:.0f} s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the studio on localhost, run the load, print the report; 0 when nothing was lost or duplicated."""
+    ap = argparse.ArgumentParser(prog="python -m studio.loadtest", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--readers", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long readers keep answering")
+    ap.add_argument("--max-answers", type=int, default=None, help="stop each reader after this many answers")
+    ap.add_argument("--cases", type=int, default=12, help="cases of the study (3 variants each: 3 + 3 items per case)")
+    ap.add_argument("--double", type=float, default=0.1, help="fraction of answers sent twice at once")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="mean seconds a reader looks at a case before answering (default 0: flat out)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", type=Path, default=None, help="keep the study here (default: a temp dir, removed)")
+    ap.add_argument("--client", choices=["http", "gradio"], default="http",
+                    help="http: a light client of the HTTP API (default); gradio: gradio_client (CPU-heavier)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="serve from this process (shares the GIL with the clients: slower, pessimistic latencies)")
+    args = ap.parse_args(argv)
+
+    tmp = None
+    if args.data_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="medenhance-loadtest-")
+        args.data_dir = Path(tmp.name)
+    os.environ["STUDIO_DATA_DIR"] = str(args.data_dir)
+    os.environ.setdefault("STUDIO_ADMIN_PASSWORD", "loadtest-" + os.urandom(8).hex())
+    from .study_store import StudySettings, open_store
+
+    store = open_store(StudySettings.from_env())  # creates the database before the server opens it
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    demo = proc = None
+    try:
+        if args.in_process:
+            from .app import build_app
+            from .config import Settings
+
+            settings = Settings.from_env()
+            demo = build_app(settings)
+            demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)  # as app.py
+            demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+        else:
+            proc = start_server(args.data_dir, port)
+            wait_ready(url, proc)
+        created = make_study(store, args.readers, args.cases, args.seed)
+        print(f"study {created.study_id}: {created.cases} cases, {created.items_per_reader} items per reader; "
+              f"{args.readers} readers for {args.seconds:g} s on {url}", file=sys.stderr)
+        report = run_load(url, store, list(created.codes.values()), args.seconds, args.max_answers,
+                          args.double, args.seed, args.client, args.think)
+    finally:
+        if demo is not None:
+            demo.close()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        store.close()
+        if tmp is not None:
+            tmp.cleanup()
+    print(report.summary())
+    for e in report.errors[:10]:
+        print("error:", e, file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,13 @@ class DnCNN(nn.Module):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(width, in_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
+        # He initialisation as in the paper: with PyTorch's default init a 20-layer plain ReLU
+        # stack barely propagates signal and does not start learning for hundreds of steps.
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.body[-1].weight, std=1e-3)  # start close to the identity / bicubic
         self.receptive_margin = depth + 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,13 @@ class VDSR(nn.Module):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(width, in_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
+        # He initialisation as in the paper: with PyTorch's default init a 20-layer plain ReLU
+        # stack barely propagates signal and does not start learning for hundreds of steps.
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.body[-1].weight, std=1e-3)  # start close to the identity / bicubic
         # Receptive field is 2*depth+1 output pixels; half of it, in input pixels, plus bicubic support.
         self.receptive_margin = depth // scale + 3
 

@@ -4,7 +4,7 @@ Environment:
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   read by Gradio itself (default 127.0.0.1:7860; Spaces set 0.0.0.0)
     MEDENHANCE_MAX_UPLOAD                      upload size limit (default "512mb")
     MEDENHANCE_CONCURRENCY                     enhance requests run at once (default 1)
-    MEDENHANCE_QUEUE_SIZE                      waiting requests before "queue full" (default 16)
+    MEDENHANCE_QUEUE_SIZE                      waiting requests before "queue full" (default 64)
     MEDENHANCE_PREVIEW_MAX_SIDE                long side of the browser preview (default 2048)
     MEDENHANCE_RESULT_TTL                      seconds result files are kept (default 3600)
     MEDENHANCE_DEID_KEY                        secret key of DICOM de-identification (default: random per

@@ -449,16 +449,20 @@ def deidentify_file(
         DeidentificationError: the header could not be cleaned or written.
     """
     from models.dicom import _read_dataset
+    from models.io import display_name
 
     src, dst = Path(os.fspath(src)), Path(os.fspath(dst))
     try:
         with src.open("rb") as fh:
             head = fh.read(132)
     except OSError as exc:
-        raise ImageReadError(f"cannot read {src.name}: {exc.strerror or exc}") from None
+        raise ImageReadError(f"cannot read {display_name(src)}: {exc.strerror or exc}") from None
     ds = _read_dataset(src, force=head[128:132] != b"DICM")
     if len(ds) == 0:
-        raise ImageReadError(f"{src.name} has no DICOM data elements")
+        raise ImageReadError(
+            f"{display_name(src)} has no readable DICOM data elements; it is probably truncated or corrupt"
+        )
+    _check_pixel_encapsulation(ds)
     result = deidentify(ds, key, dates=dates)
     meta = getattr(ds, "file_meta", None)
     standard = meta is not None and all(k in meta for k in ("MediaStorageSOPClassUID",
@@ -474,6 +478,20 @@ def deidentify_file(
             f"the de-identified DICOM could not be written ({type(exc).__name__}: {exc})"
         ) from None
     return result
+
+
+def _check_pixel_encapsulation(ds: Any) -> None:
+    """Raw pixel bytes under a compressed transfer syntax cannot be written back: say so plainly.
+
+    (pydicom's writer would refuse with a message about ``encapsulate()``.)
+    """
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    elem = ds["PixelData"] if "PixelData" in ds else None
+    if ts is not None and ts.is_encapsulated and elem is not None and not elem.is_undefined_length:
+        raise ImageReadError(
+            f"DICOM pixel data is not encapsulated as {ts.name} requires; the header's transfer syntax "
+            "is wrong or the file is corrupt"
+        )
 
 
 # ----------------------------------------------------------------- header panel

@@ -7,9 +7,33 @@ errors (``TypeError``, ``RuntimeError`` from torch, ...) still surface.
 
 from __future__ import annotations
 
+_MAX_MESSAGE_CHARS = 500
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ...); other characters unchanged.
+
+    File names and header values come from uploads: a newline in one must not
+    start a forged line in a message or a log.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
 
 class MedEnhanceError(ValueError):
-    """Base class of every documented error raised by :mod:`models`."""
+    """Base class of every documented error raised by :mod:`models`.
+
+    The message is always one line of at most 500 characters, control
+    characters escaped: messages quote file names and header values of
+    uploads, and end up in the browser and in logs.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        text = printable(str(message))
+        if len(text) > _MAX_MESSAGE_CHARS:
+            text = text[: _MAX_MESSAGE_CHARS - 4] + " ..."
+        super().__init__(text)
 
 
 class ImageReadError(MedEnhanceError):

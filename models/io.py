@@ -33,6 +33,7 @@ are refused, as are images smaller than 2x2.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -41,16 +42,18 @@ from typing import Any, Union
 
 import numpy as np
 
-from models.errors import ImageReadError
+from models.errors import ImageReadError, printable
 
 __all__ = [
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
     "MIN_SIDE",
     "WINDOW_PRESETS",
+    "BoundedFile",
     "ImageMeta",
     "WindowSpec",
     "apply_window",
+    "display_name",
     "display_to_raw",
     "max_file_bytes",
     "max_pixels",
@@ -189,7 +192,74 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# -------------------------------------------------------------------- messages
+
+_MAX_NAME_CHARS = 80
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    """A file's name as messages show it: control characters escaped, at most 80 characters."""
+    name = printable(Path(os.fspath(path)).name)
+    if len(name) <= _MAX_NAME_CHARS:
+        return name
+    return name[: _MAX_NAME_CHARS - 21] + "…" + name[-20:]  # keep the extension visible
+
+
+# ------------------------------------------------------------------ bounded reads
+
+
+class BoundedFile(io.BufferedIOBase):
+    """A read-only binary file whose ``read(n)`` never asks for more than what is left.
+
+    CPython's buffered ``read(n)`` allocates ``n`` bytes before reading. A
+    corrupt length field (a DICOM element or a PNG chunk claiming hundreds of
+    MB) made pydicom and Pillow allocate that much to read the last few bytes
+    of a small file. It also has no ``name``, so pydicom's warnings and log
+    lines never carry the path (an upload's name may be a patient's name).
+    ``BoundedFile(path, "rb")`` is also how pydicom reopens it for deferred values.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: str = "rb") -> None:
+        super().__init__()
+        if mode != "rb":
+            raise ValueError("BoundedFile is read-only")
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.size = os.fstat(self._fh.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self._fh.read()
+        return self._fh.read(min(size, max(self.size - self._fh.tell(), 0)))
+
+    def read1(self, size: int | None = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 # ---------------------------------------------------------------------- windowing
+
+# Window bounds beyond which float32 arithmetic in apply_window could overflow.
+_FLOAT32_SAFE = 1e37
 
 
 def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -209,9 +279,15 @@ def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
         float32 array of the same shape, values in [0, 1].
     """
     center, width = _check_window(center, width)
+    lower = center - width / 2.0
+    if max(abs(lower), width) > _FLOAT32_SAFE:
+        # Only float images near the float32 limit (+-3.4e38) get such windows;
+        # x - lower or the width itself would overflow float32 to inf (then NaN).
+        out64 = (np.asarray(values, dtype=np.float64) - lower) / width
+        return np.clip(out64, 0.0, 1.0).astype(np.float32)
     # (x - lower) / width is the same line as (x - c) / w + 0.5 but keeps
     # identity windows exact: (0.5, 1) on [0, 1] floats, x / 255 for uint8.
-    out = np.asarray(values, dtype=np.float32) - np.float32(center - width / 2.0)
+    out = np.asarray(values, dtype=np.float32) - np.float32(lower)
     out /= np.float32(width)
     return np.clip(out, 0.0, 1.0, out=out)
 
@@ -328,14 +404,14 @@ def _check_file(path: Path) -> int:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise ImageReadError(f"file not found: {path}") from None
+        raise ImageReadError(f"file not found: {printable(str(path))}") from None
     except OSError as exc:
-        raise ImageReadError(f"cannot access {path}: {exc.strerror or exc}") from None
+        raise ImageReadError(f"cannot access {printable(str(path))}: {exc.strerror or exc}") from None
     if not path.is_file():
-        raise ImageReadError(f"not a regular file: {path}")
+        raise ImageReadError(f"not a regular file: {printable(str(path))}")
     size = stat.st_size
     if size == 0:
-        raise ImageReadError(f"file is empty (0 bytes): {path.name}")
+        raise ImageReadError(f"file is empty (0 bytes): {display_name(path)}")
     limit = max_file_bytes()
     if size > limit:
         raise ImageReadError(
@@ -400,7 +476,7 @@ def read_image(
         with path.open("rb") as fh:
             head = fh.read(132)
     except OSError as exc:
-        raise ImageReadError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+        raise ImageReadError(f"cannot read {display_name(path)}: {exc.strerror or exc}") from None
 
     if head[128:132] == b"DICM":
         from models.dicom import read_dicom
@@ -416,7 +492,7 @@ def read_image(
 
         return read_dicom(path, frame, window, force=True)
     raise ImageReadError(
-        f"{path.name} is not a recognised image: expected DICOM, PNG, JPEG, TIFF or BMP "
+        f"{display_name(path)} is not a recognised image: expected DICOM, PNG, JPEG, TIFF or BMP "
         f"(file starts with {head[:8]!r})"
     )
 
@@ -452,14 +528,23 @@ def _read_pillow(path: Path, frame: int, window: WindowSpec) -> tuple[np.ndarray
     # (By default ours, 80 Mpx, is below Pillow's 89 Mpx and nothing changes.)
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = limit
+    with BoundedFile(path) as fh:
+        return _read_pillow_file(fh, path, frame, window)
+
+
+def _read_pillow_file(fh: BoundedFile, path: Path, frame: int, window: WindowSpec) -> tuple[np.ndarray, ImageMeta]:
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        img = Image.open(path)
+        img = Image.open(fh)
     except UnidentifiedImageError:
         raise _NotAnImage() from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"image is too large to decode safely: {exc}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"cannot open {path.name} as an image: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # OSError, ValueError, SyntaxError; TypeError etc. from plugin bugs on malformed files
+        raise ImageReadError(f"cannot open {display_name(path)} as an image: {exc}") from None
     with img:
         fmt = _PIL_FORMATS.get(img.format or "", (img.format or "image").lower())
         frame_count = int(getattr(img, "n_frames", 1) or 1)
@@ -476,11 +561,11 @@ def _read_pillow(path: Path, frame: int, window: WindowSpec) -> tuple[np.ndarray
             raise ImageReadError(f"image is too large to decode safely: {exc}") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             # Pillow reports truncated/corrupt data as OSError ("image file is truncated").
-            raise ImageReadError(f"cannot decode {path.name} ({fmt}): {exc}") from None
+            raise ImageReadError(f"cannot decode {display_name(path)} ({fmt}): {exc}") from None
         except MemoryError:
             raise
         except Exception as exc:  # plugin bugs on malformed files: still "unreadable"
-            raise ImageReadError(f"cannot decode {path.name} ({fmt}): {exc}") from None
+            raise ImageReadError(f"cannot decode {display_name(path)} ({fmt}): {exc}") from None
     return _plain_image(arr, window, fmt, bits, photometric, notes, frame, frame_count)
 
 

@@ -1,7 +1,8 @@
 """MedEnhance Studio: the Gradio web UI over :mod:`models`.
 
-Layers: ``app.py`` -> ``studio`` -> ``models``. The studio never imports
-``train`` or ``db``; handlers are plain functions testable without a browser.
+Layers: ``app.py`` -> ``studio`` -> ``models``, ``db``. The Compare tab also uses the
+training package's metrics and degradations (``train.metrics``, ``train.degrade``) so its
+numbers are the ones evaluation reports. Handlers are plain functions testable without a browser.
 
     from studio import build_app
     demo = build_app()

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
-from . import analysis, handlers, study
+from . import handlers, study
 from .reader_tab import guard
 from .study_store import StudyStore
 
@@ -55,6 +56,26 @@ def export_dir() -> Path:
         except OSError:
             pass
     return Path(tempfile.mkdtemp(dir=_EXPORT_ROOT))
+
+
+def remove_uploads(paths: list[str]) -> int:
+    """Delete uploaded files from Gradio's upload cache once imported (or refused); returns how many.
+
+    An uploaded DICOM carries patient identifiers in its header; the study keeps
+    only the pixels, so the upload need not wait for Gradio's hourly clean-up.
+    Files outside the upload cache (server-folder imports) are never touched.
+    """
+    cache = Path(get_upload_folder()).resolve()
+    removed = 0
+    for p in paths:
+        try:
+            path = Path(p).resolve()
+            if path.is_relative_to(cache) and path.is_file():
+                path.unlink()
+                removed += 1
+        except OSError:  # already gone
+            pass
+    return removed
 
 
 def _codes_markdown(codes: dict[str, str]) -> str:
@@ -141,14 +162,19 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
                            seed: Any, window: str, progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, str]]:
         """Create a study from uploads and/or a server folder; returns (summary, {reader: access code})."""
         _check(store, password)
-        with guard("creating the study"):
-            paths = [handlers._upload_path(f) for f in (files or [])]
-            if folder and str(folder).strip():
-                paths += study.folder_files(store.settings.import_root, folder)
-            d = study.StudyDesign(name=name, design=design, models=tuple(models or ()), readers=readers,
-                                  repeat_cases=repeat_cases or 0, washout_days=washout_days or 0,
-                                  pair_mode=pair_mode or "all", seed=seed or 0, window=handlers.parse_window(window))
-            created = study.create_study(store, d, paths, progress=lambda f, t: progress(f, desc=t))
+        uploads = [handlers._upload_path(f) for f in (files or [])]
+        try:
+            with guard("creating the study"):
+                paths = list(uploads)
+                if folder and str(folder).strip():
+                    paths += study.folder_files(store.settings.import_root, folder)
+                d = study.StudyDesign(name=name, design=design, models=tuple(models or ()), readers=readers,
+                                      repeat_cases=repeat_cases or 0, washout_days=washout_days or 0,
+                                      pair_mode=pair_mode or "all", seed=seed or 0,
+                                      window=handlers.parse_window(window))
+                created = study.create_study(store, d, paths, progress=lambda f, t: progress(f, desc=t))
+        finally:
+            remove_uploads(uploads)
         lines = [f"### Study {created.study_id} created: {created.name}",
                  f"{created.cases} cases × {created.variants // max(1, created.cases)} variants "
                  f"(original + {created.variants // max(1, created.cases) - 1} models); "
@@ -187,11 +213,16 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
 
     def admin_export(password: str, study_id: Any, seed: Any) -> tuple[str, str, str, list[str]]:
         """Export answers (CSV) and the full analysis (ZIP), with the report and plots."""
+        # Imported here, not at the top: `python -m studio.analysis` must not find itself already
+        # imported by the package (runpy warns and would run a second copy of the module).
+        from . import analysis
+
         _check(store, password)
         with guard("exporting the study"):
             sid = study.study_id_of(study_id)
+            boot_seed = study.whole_number(seed or 0, "Seed", 0, 2**31 - 1)
             out = export_dir()
-            res = analysis.write_outputs(store.db, sid, out / f"study-{sid}", seed=study.whole_number(seed or 0, "Seed", 0, 2**31 - 1))
+            res = analysis.write_outputs(store.db, sid, out / f"study-{sid}", seed=boot_seed)
             zip_path = out / f"study-{sid}-analysis.zip"
             with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
                 for f in res["files"]:

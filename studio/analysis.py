@@ -326,6 +326,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"{len(result['readers'])} readers; {counts['ratings']} ratings ({counts['repeat_ratings']} repeats), "
              f"{counts['preferences']} preferences. Models: {', '.join(result['models'])}. "
              f"Scores 1 (worst) to 5 (best); first readings only unless stated."]
+    if counts["ratings"] + counts["preferences"] == 0:
+        parts.append("No answers yet.")
     overall = [r for r in result["mos"] if r["criterion"] == "overall"]
     if any(r["n"] for r in result["mos"]):
         parts.append("### Mean opinion score (overall quality)\n\n95 % CI: percentile bootstrap over cases "
@@ -335,7 +337,7 @@ def markdown(result: dict[str, Any]) -> str:
         parts.append("### Mean opinion score, every criterion\n\n"
                      + _table(result["mos"], [("model", "model"), ("criterion", "criterion"), ("n", "n"),
                                                ("mean", "MOS"), ("ci_low", "CI low"), ("ci_high", "CI high")]))
-    if result["wilcoxon"]:
+    if any(r["n"] for r in result["wilcoxon"]):
         parts.append("### Each model vs the original (Wilcoxon signed-rank)\n\nPaired by reader and case, zero "
                      "differences dropped, two-sided; p adjusted with Holm over all models and criteria.\n\n"
                      + _table(result["wilcoxon"], [("model", "model"), ("criterion", "criterion"), ("n", "pairs"),
@@ -375,7 +377,7 @@ def make_plots(result: dict[str, Any]) -> dict[str, Any]:
             list(CRITERIA), {m: [mos[(m, c)]["mean"] for c in CRITERIA] for m in models},
             {m: [(mos[(m, c)]["ci_low"], mos[(m, c)]["ci_high"]) for c in CRITERIA] for m in models},
             title="Mean opinion score (95% bootstrap CI)", y_label="score", y_range=(1.0, 5.0))
-    if result.get("_overall_distribution"):
+    if result.get("_overall_distribution") and any(r["n"] for r in result["mos"]):
         dist = result["_overall_distribution"]
         out["distribution"] = plots.stacked_chart(models, [dist[m] for m in models],
                                                   title="Overall quality scores per model")

@@ -29,7 +29,8 @@ class Settings:
             DICOM is 10-60 MB, multi-frame CT/US can reach hundreds.
         concurrency: enhance requests run at once. Inference already uses all
             CPU cores (torch threads), so 1 avoids thrashing on CPU; raise it on a GPU box.
-        queue_size: waiting requests beyond which new ones are refused with "queue full".
+        queue_size: waiting requests beyond which new ones are refused with "queue full";
+            reader-study submissions share the queue, so keep it ~3x the number of readers.
         preview_max_side: long side (px) of the before/after preview sent to the browser;
             the downloadable PNG always keeps full resolution.
         result_ttl_s: result PNGs in our temp dir older than this are deleted.
@@ -37,7 +38,7 @@ class Settings:
 
     max_upload: str = "512mb"
     concurrency: int = 1
-    queue_size: int = 16
+    queue_size: int = 64
     preview_max_side: int = 2048
     result_ttl_s: int = 3600
 

@@ -48,7 +48,7 @@ from models import deid, enhance, get_spec, list_models, model_card, read_image
 from models.dicom_export import ExportOptions, export_derived_dicom
 from models.errors import ExportError
 from models.export import save_png
-from models.io import WINDOW_PRESETS
+from models.io import WINDOW_PRESETS, display_name, printable
 
 from . import render
 
@@ -236,10 +236,15 @@ _INSTALL_DIR = str(Path(models.__file__).resolve().parent.parent) + os.sep
 
 
 def _scrub(text: str, path: str | None) -> str:
-    """Remove the upload's path and file name (possibly a patient's name) and server paths from a message."""
+    """Remove the upload's path and file name (possibly a patient's name) and server paths from a message.
+
+    Also in the escaped / shortened forms the reader's messages use (``models.io.display_name``).
+    """
     text = text.replace(_INSTALL_DIR, "")
     if path:
-        for s in sorted({path, os.path.basename(path), str(Path(path).parent)}, key=len, reverse=True):
+        base = os.path.basename(path)
+        forms = {path, base, str(Path(path).parent), printable(path), printable(base), display_name(path)}
+        for s in sorted(forms, key=len, reverse=True):
             if len(s) > 3:
                 text = text.replace(s, "the uploaded file")
     return text

@@ -32,7 +32,6 @@ import gradio as gr
 from db import CRITERIA
 
 from . import reading
-from .study import StudyError
 from .study_store import StudyStore
 
 logger = logging.getLogger("medenhance.studio.reader")
@@ -86,9 +85,14 @@ if (!window.__meReader) {
       f.setAttribute('slope', String(1 / w)); f.setAttribute('intercept', String(0.5 - c / w));
     }
     for (const img of document.querySelectorAll('#reader-images img')) {
-      img.style.filter = (c === 0.5 && w === 1.0) ? '' : 'url(#me-wl)';
-      img.style.transform = st.zoom === 1.0 ? '' : 'scale(' + st.zoom + ')';
-      img.style.transformOrigin = 'center center';
+      const f = (c === 0.5 && w === 1.0) ? '' : 'url(#me-wl)';
+      // Fit to the panel (every variant of a case has the same size), zoom by enlarging; the panel scrolls.
+      const size = (100 * st.zoom) + '%';
+      if (img.style.filter !== f) img.style.filter = f;
+      if (img.style.width !== size) {
+        Object.assign(img.style, {width: size, height: size, maxWidth: 'none', maxHeight: 'none', objectFit: 'contain'});
+      }
+      if (img.parentElement && img.parentElement.style.overflow !== 'auto') img.parentElement.style.overflow = 'auto';
     }
   };
   window.meReaderView = (preset, zoom) => {

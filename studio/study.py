@@ -220,10 +220,6 @@ def folder_files(import_root: Path | None, folder: Any, limit: int = MAX_FILES) 
     return files
 
 
-def _file_sha256(path: Path) -> str:
-    return sha256(path)
-
-
 @dataclass
 class _Source:
     stored_name: str
@@ -257,7 +253,7 @@ def store_source(store: StudyStore, path: str | Path, window: Any = None, frame:
     save_png(image, target, bits=16 if image.ndim == 2 else 8)
     meta_d = meta.to_dict()
     info = {k: meta_d.get(k) for k in _KEPT_META if meta_d.get(k) is not None}
-    return _Source(name, _file_sha256(path), _file_sha256(target), int(image.shape[1]), int(image.shape[0]), info)
+    return _Source(name, sha256(path), sha256(target), int(image.shape[1]), int(image.shape[0]), info)
 
 
 # --- rendering variants ----------------------------------------------------------------------
@@ -321,7 +317,7 @@ def render_variants(store: StudyStore, image: np.ndarray, models: Sequence[str],
         path = store.variant_path(name)
         _to_display(out, size).save(path, format="PNG")
         weights, options = _provenance(model)
-        rendered.append(_Rendered(model, name, _file_sha256(path), int(out.shape[1]), int(out.shape[0]),
+        rendered.append(_Rendered(model, name, sha256(path), int(out.shape[1]), int(out.shape[0]),
                                   seconds, weights, options))
     return rendered
 

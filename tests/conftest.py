@@ -7,6 +7,11 @@ os.environ.setdefault("MEDENHANCE_DEVICE", "cpu")
 # Exact-equality tests (tiled vs untiled, determinism) need the fp32 reference plan;
 # tests/test_models.py::test_fast_plans_keep_fidelity checks the automatic plan choice itself.
 os.environ.setdefault("MEDENHANCE_PLAN", "fp32")
+# Apps built by tests keep their reader-study database out of the working tree.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("STUDIO_DATA_DIR", tempfile.mkdtemp(prefix="medenhance-test-data-"))
+os.environ.setdefault("STUDIO_ADMIN_PASSWORD", "test-admin-password")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -265,6 +265,16 @@ def test_afc_and_agreement_tables() -> None:
         stats.weighted_kappa(x, y))
 
 
+def test_empty_study_analyses_to_a_clear_message() -> None:
+    data = analysis.StudyData({"study_id": 2, "study_name": "new", "design": "both"}, ["original", "clahe"], [], [],
+                              [], ["R01", "R02"])
+    result = analysis.analyze(data, n_boot=100)
+    assert "No answers yet." in analysis.markdown(result) and "Wilcoxon" not in analysis.markdown(result)
+    result["_overall_distribution"] = analysis.overall_distribution(data)
+    assert analysis.make_plots(result) == {}
+    assert result["afc_models"] == [] and result["agreement"] == []
+
+
 def test_markdown_plots_and_csv(tmp_path: Path) -> None:
     data = _synthetic()
     result = analysis.analyze(data, seed=0, n_boot=300)

@@ -66,6 +66,7 @@ def test_sqlite_file_in_data_dir_with_wal_and_foreign_keys(tmp_path: Path, datab
     with database.read() as s:
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert s.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         assert s.scalar(select(SchemaMeta.value).where(SchemaMeta.key == "schema_version")) == str(db.SCHEMA_VERSION)
     assert database.schema_version() == db.SCHEMA_VERSION
 

@@ -89,6 +89,7 @@ def evaluate(
     ids = split[subset][:limit] if limit else split[subset]
     images = load_images(data, ids, grayscale=not colour)
     tag = f"sr_x{scale}" if task == "sr" else (f"denoise_{noise}" if task == "denoise" else "enhance")
+    tag += "_colour" if colour else ""
     out = Path(out_dir)
     (out / "maps").mkdir(parents=True, exist_ok=True)
 
@@ -163,7 +164,8 @@ def evaluate(
                     **{k: v for k, v in r.items() if k not in ("model", "kind", "params")},
                     "baseline": {"model": ref_name, "psnr": mean[ref_name]["psnr"], "ssim": mean[ref_name]["ssim"]},
                     "command": f"python -m train eval --task {task} --models {r['model']}"
-                    + (f" --scale {scale}" if task == "sr" else "") + (f" --noise {noise}" if task == "denoise" else ""),
+                    + (f" --scale {scale}" if task == "sr" else "") + (f" --noise {noise}" if task == "denoise" else "")
+                    + (" --colour" if colour else ""),
                 }})
     return rows
 

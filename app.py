@@ -17,7 +17,8 @@ Hugging Face Spaces: with ZeroGPU hardware the ``spaces`` package is present;
 it is imported here before torch (the ZeroGPU docs advise importing it first)
 and :func:`studio.handlers.run_model` is wrapped with ``spaces.GPU``. Without
 it (CPU Space, local run) nothing changes. The app needs no network access:
-models load from ``models/weights``, analytics are off.
+models load from ``models/weights`` (checked against its ``SHA256SUMS`` manifest at start-up, see
+:func:`check_weights`), analytics are off.
 """
 
 from __future__ import annotations
@@ -60,10 +61,34 @@ import gradio as gr  # noqa: E402
 from studio import Settings, build_app  # noqa: E402
 
 
+def check_weights() -> None:
+    """Start-up check of the weights against ``models/weights/SHA256SUMS`` (see :mod:`models.checksums`).
+
+    Logs one line per problem and one line listing the models whose weights are missing (they stay
+    listed, and requesting one is a clear error). Raises SystemExit (status 1, message on stderr) if a
+    weights file does not match its checksum: a swapped or corrupted model must never serve results.
+    """
+    from models.checksums import unavailable_models, verify_weights
+
+    log = logging.getLogger("medenhance.startup")
+    problems = verify_weights()
+    for p in problems:
+        (log.error if p.fatal else log.warning)("weights: %s", p)
+    missing = unavailable_models()
+    if missing:
+        log.warning("%d model(s) unavailable (weights missing): %s", len(missing), ", ".join(missing))
+    fatal = [p.file for p in problems if p.fatal]
+    if fatal:
+        raise SystemExit(f"MedEnhance Studio refuses to start: {', '.join(fatal)} failed the weights checksum "
+                         "check (models/weights/SHA256SUMS). Restore the file(s), or after retraining run "
+                         "'python -m models.checksums --write'.")
+
+
 def main() -> None:
-    """Build, configure the queue and launch; blocks until interrupted."""
+    """Check the weights, build, configure the queue and launch; blocks until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup probes are noise
+    check_weights()
     if _data_dir:
         Path(_data_dir).mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env()

@@ -447,6 +447,7 @@ def deidentify_file(
     Raises:
         ImageReadError: ``src`` is not a readable DICOM file.
         DeidentificationError: the header could not be cleaned or written.
+        OSError: ``dst`` could not be written (disk full, read-only folder, ...).
     """
     from models.dicom import _read_dataset
     from models.io import display_name
@@ -472,6 +473,9 @@ def deidentify_file(
     try:
         ds.save_as(tmp, enforce_file_format=standard)
         os.replace(tmp, dst)
+    except OSError:  # disk full, read-only folder...: a resource problem, reported as such by the caller
+        tmp.unlink(missing_ok=True)
+        raise
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise DeidentificationError(

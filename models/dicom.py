@@ -35,7 +35,6 @@ Plans, SR documents and waveforms, which have no pixels at all.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -169,9 +168,12 @@ def _convert_elements(ds: Any) -> None:
     pydicom converts raw elements lazily, on first access: a corrupt one
     (e.g. an unknown VR) would raise NotImplementedError or ValueError deep in
     whichever helper reads it first. Converting here makes it a parse error.
-    Deferred values (the pixel data) stay on disk.
+    Deferred values (the pixel data) stay on disk; private elements are never
+    read here, so a corrupt one does not cost the image (and is not converted).
     """
     for tag in list(ds.keys()):
+        if tag.is_private:
+            continue
         raw = ds.get_item(tag, keep_deferred=True)
         if getattr(raw, "value", b"") is None and getattr(raw, "length", 0):
             continue  # deferred: measured and read later
@@ -344,7 +346,11 @@ def _decode_frame(fh: BoundedFile, ds: Any, frame: int, frame_count: int) -> np.
             arr = pixel_array(ds, index=index)
     except MemoryError:
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        # A codec written in Rust (pylibjpeg-rle) panics on some corrupt data; pyo3 raises that as
+        # PanicException, a BaseException that every `except Exception` up to the server would miss.
+        if not isinstance(exc, Exception) and not is_codec_panic(exc):
+            raise
         raise ImageReadError(
             f"could not decode the DICOM pixel data "
             f"({_transfer_syntax_name(ds) or 'unknown transfer syntax'}): {_first_line(exc)}"
@@ -354,6 +360,11 @@ def _decode_frame(fh: BoundedFile, ds: Any, frame: int, frame_count: int) -> np.
     if not arr.dtype.isnative:  # big-endian transfer syntax: report and export native dtypes
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
+
+
+def is_codec_panic(exc: BaseException) -> bool:
+    """True for a panic of a Rust extension (pyo3's ``PanicException``, not an ``Exception`` subclass)."""
+    return type(exc).__name__ == "PanicException" and type(exc).__module__ == "pyo3_runtime"
 
 
 def _codestream_kind(data: bytes) -> str | None:
@@ -393,7 +404,9 @@ def _check_codestream(fh: BoundedFile, ds: Any, ts: Any) -> None:
         next(fragments)  # the Basic Offset Table
         first = next(fragments)
     except StopIteration:
-        raise ImageReadError(f"DICOM pixel data has no {ts.name} fragments; the file is truncated or corrupt") from None
+        raise ImageReadError(
+            f"DICOM pixel data has no {ts.name} fragments; the file is truncated or corrupt"
+        ) from None
     except Exception:
         raise ImageReadError(
             f"DICOM pixel data is not encapsulated as {ts.name} requires; the header's transfer syntax is wrong "

@@ -520,7 +520,7 @@ _PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "TIFF": "tiff", "BM
 
 def _read_pillow(path: Path, frame: int, window: WindowSpec) -> tuple[np.ndarray, ImageMeta]:
     """Read a plain image with Pillow; see :func:`read_image` for the contract."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     limit = max_pixels()
     # Pillow refuses images above 2 * MAX_IMAGE_PIXELS on its own; if our
@@ -547,9 +547,10 @@ def _read_pillow_file(fh: BoundedFile, path: Path, frame: int, window: WindowSpe
         raise ImageReadError(f"cannot open {display_name(path)} as an image: {exc}") from None
     with img:
         fmt = _PIL_FORMATS.get(img.format or "", (img.format or "image").lower())
-        frame_count = int(getattr(img, "n_frames", 1) or 1)
-        frame = check_frame_index(frame, frame_count)
         try:
+            # n_frames walks every page of a TIFF: corrupt later pages fail here.
+            frame_count = int(getattr(img, "n_frames", 1) or 1)
+            frame = check_frame_index(frame, frame_count)
             if frame:
                 img.seek(frame)
             check_pixel_count(*img.size)  # header size, before decoding

@@ -7,6 +7,10 @@ keeps serving. Every bad input surfaces as ``gr.Error``:
 * every ``ValueError`` from :mod:`models` (``ImageReadError``,
   ``InvalidImageError``, ``UnknownModelError``, ``WeightsError``) becomes a
   ``gr.Error`` with the library's message;
+* a full disk, a read-only or unwritable result folder (``OSError`` ENOSPC,
+  EDQUOT, EROFS, EACCES, EPERM) and running out of memory are resource
+  problems, not bugs: a ``gr.Error`` says which ("could not write the result:
+  the disk is full");
 * anything else is a bug: it is logged with a generated reference (never the
   uploaded file's name or path, which may carry patient identifiers) and the
   user sees "internal error (ref ...)".
@@ -24,6 +28,7 @@ wraps with ``spaces.GPU`` when the ``spaces`` package is importable.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -41,10 +46,12 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 import numpy as np
 import pydicom
+import torch
 from PIL import Image
 
 import models
 from models import deid, enhance, get_spec, list_models, model_card, read_image
+from models.dicom import is_codec_panic
 from models.dicom_export import ExportOptions, export_derived_dicom
 from models.errors import ExportError
 from models.export import save_png
@@ -53,6 +60,9 @@ from models.io import WINDOW_PRESETS, display_name, printable
 from . import render
 
 logger = logging.getLogger("medenhance.studio")
+# Pillow logs every TIFF tag's value at DEBUG (ImageDescription, DocumentName, Artist... may name the
+# patient): a server running at DEBUG must not copy them into its log.
+logging.getLogger("PIL").setLevel(max(logging.getLogger("PIL").level, logging.INFO))
 
 # UI label -> (registry task, scale or None for "any").
 TASKS: dict[str, tuple[str, int | None]] = {
@@ -250,6 +260,18 @@ def _scrub(text: str, path: str | None) -> str:
     return text
 
 
+# Write failures that are the server's resources, not a bug: errno -> what to tell the user
+# (only in the stages that write files; elsewhere an OSError is a bug).
+_WRITE_STAGES = ("saving the result", "de-identifying the DICOM header")
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EROFS: "the result folder is on a read-only file system",
+    errno.EACCES: "the result folder is not writable",
+    errno.EPERM: "the result folder is not writable",
+}
+
+
 @contextmanager
 def _as_user_errors(stage: str, path: str | None = None) -> Iterator[None]:
     """Map library errors to ``gr.Error``; log and hide everything unexpected."""
@@ -257,18 +279,39 @@ def _as_user_errors(stage: str, path: str | None = None) -> Iterator[None]:
         yield
     except gr.Error:
         raise
+    except OSError as e:
+        reason = _WRITE_ERRORS.get(e.errno) if stage in _WRITE_STAGES else None
+        if reason is None:
+            _internal_error(e, stage, path)
+        logger.error("could not write while %s: %s (errno %s)", stage, reason, errno.errorcode.get(e.errno, e.errno))
+        what = "the result" if stage == "saving the result" else f"a working file (while {stage})"
+        raise gr.Error(f"Could not write {what}: {reason}. Nothing was saved; the server keeps running — "
+                       "please tell its operator.", title="Cannot save", print_exception=False) from None
+    except (MemoryError, torch.OutOfMemoryError):
+        logger.error("out of memory while %s", stage)
+        raise gr.Error(f"The server ran out of memory while {stage}. Try a smaller image, a smaller frame "
+                       "or another model.", title="Out of memory", print_exception=False) from None
     except ValueError as e:  # every documented MedEnhanceError is a ValueError
         title = {"ImageReadError": "Cannot read this file", "InvalidImageError": "Unsupported image",
                  "UnknownModelError": "Unknown model", "WeightsError": "Model not available",
                  "DeidentificationError": "Cannot de-identify this file",
                  "ExportError": "Cannot export"}.get(type(e).__name__, "Bad input")
         raise gr.Error(_scrub(str(e), path) or title, title=title, print_exception=False) from None
-    except Exception as e:  # a bug or a resource problem: keep serving, keep the log free of identifiers
-        ref = uuid.uuid4().hex[:8]
-        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-        logger.error("internal error ref=%s during %s:\n%s", ref, stage, _scrub(tb, path))
-        raise gr.Error(f"Internal error while {stage} (reference {ref}); it has been logged. "
-                       "Try again, or another model or file.", title="Internal error", print_exception=False) from None
+    except Exception as e:  # a bug: keep serving, keep the log free of identifiers
+        _internal_error(e, stage, path)
+    except BaseException as e:  # a Rust codec's panic is a BaseException: still one failed request, not a dead worker
+        if not is_codec_panic(e):
+            raise
+        _internal_error(e, stage, path)
+
+
+def _internal_error(e: BaseException, stage: str, path: str | None) -> None:
+    """Log an unexpected exception under a generated reference and raise the user's ``gr.Error``."""
+    ref = uuid.uuid4().hex[:8]
+    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    logger.error("internal error ref=%s during %s:\n%s", ref, stage, _scrub(tb, path))
+    raise gr.Error(f"Internal error while {stage} (reference {ref}); it has been logged. "
+                   "Try again, or another model or file.", title="Internal error", print_exception=False) from None
 
 
 # --- de-identified uploads ------------------------------------------------------------------
@@ -338,9 +381,9 @@ def prepare_upload(file: Any, ttl_s: int = 3600) -> Upload:
     if not dicom:
         upload = Upload(path=path)
     else:
-        # Generated name: the upload's own name may contain the patient's name.
-        copy = results_dir(ttl_s) / f"upload_{uuid.uuid4().hex[:12]}.dcm"
         with _as_user_errors("de-identifying the DICOM header", path):
+            # Generated name: the upload's own name may contain the patient's name.
+            copy = results_dir(ttl_s) / f"upload_{uuid.uuid4().hex[:12]}.dcm"
             result = deid.deidentify_file(path, copy, _DEID_KEY)
             header = deid.header_rows(pydicom.dcmread(copy, stop_before_pixels=True, force=True))
         upload = Upload(path=str(copy), is_dicom=True, header=header, warnings=list(result.warnings))
@@ -507,7 +550,11 @@ def enhance_upload(
         # Generated name: never echo the upload's name (it may contain patient identifiers).
         stem = f"medenhance_{name}_{uuid.uuid4().hex[:12]}"
         result_path = results_dir(result_ttl_s) / f"{stem}.png"
-        save_png(out, result_path, bits=bits)
+        try:
+            save_png(out, result_path, bits=bits)
+        except OSError:  # disk full / read-only: leave no half-written PNG behind
+            result_path.unlink(missing_ok=True)
+            raise
         dicom_path, dicom_note = None, ""
         if upload.is_dicom:
             dicom_path, dicom_note = _export_dicom(upload.path, out, meta, name, result_path.with_suffix(".dcm"))

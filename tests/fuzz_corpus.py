@@ -31,7 +31,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -96,16 +96,18 @@ def _save(ds, path: Path) -> Path:
     return path
 
 
-def _edited(name: str, **changes) -> "pydicom.Dataset":  # noqa: F821
+def _edited(name: str, **changes) -> Any:
     """A pydicom test file with header elements changed (None deletes)."""
     import pydicom
 
     ds = pydicom.dcmread(dcm(name))
-    for keyword, value in changes.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values these cases need
+        for keyword, value in changes.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
     return ds
 
 
@@ -417,7 +419,9 @@ def _not_an_image(root: Path) -> list[Case]:
     }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("IM0001.dcm", Path(dcm("MR_small.dcm")).read_bytes())
+        # A fixed timestamp: writestr(name, ...) would stamp the current time (not deterministic).
+        member = zipfile.ZipInfo("IM0001.dcm", date_time=(2024, 1, 1, 0, 0, 0))
+        zf.writestr(member, Path(dcm("MR_small.dcm")).read_bytes())
     files["study.dcm"] = buf.getvalue()
     cases = []
     for name, data in files.items():
@@ -487,7 +491,7 @@ def _multiframe(root: Path) -> list[Case]:
     rle = pydicom.dcmread(native)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rle.compress(uid.RLELossless, frames)
+        rle.compress(uid.RLELossless, frames, generate_instance_uid=False)
     rle_path = _save(rle, root / "mf100_rle.dcm")
     return [
         Case("mf100-frame0", "multi-frame", native, "image", max_peak_mb=8.0),
@@ -500,7 +504,6 @@ def _multiframe(root: Path) -> list[Case]:
 
 
 def _non_image(root: Path) -> list[Case]:
-    import pydicom
     from pydicom import uid
     from pydicom.dataset import Dataset, FileMetaDataset
 

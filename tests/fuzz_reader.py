@@ -165,11 +165,15 @@ def _signature(exc: BaseException) -> str:
 
 def fuzz(seconds: float, seed: int | None, batch: int = 200) -> dict[str, Any]:
     """Run Hypothesis batches for ``seconds``; returns counts and one shrunk recipe per crash signature."""
+    os.environ["MEDENHANCE_MAX_PIXELS"] = str(FUZZ_MAX_PIXELS)
+    with tempfile.TemporaryDirectory(prefix="medenhance-fuzz-") as tmp:
+        return _fuzz(Path(tmp), seconds, seed, batch)
+
+
+def _fuzz(folder: Path, seconds: float, seed: int | None, batch: int) -> dict[str, Any]:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hypothesis_seed
 
-    os.environ["MEDENHANCE_MAX_PIXELS"] = str(FUZZ_MAX_PIXELS)
-    folder = Path(tempfile.mkdtemp(prefix="medenhance-fuzz-"))
     seeds = fuzz_corpus.seed_files(folder / "seeds")
     stats: dict[str, Any] = {"reads": 0, "image": 0, "refused": 0, "batches": 0, "crashes": {}}
     known: set[str] = set()
@@ -182,7 +186,9 @@ def fuzz(seconds: float, seed: int | None, batch: int = 200) -> dict[str, Any]:
         stats["reads"] += 1
         try:
             stats[replay(recipe, seeds, folder)] += 1
-        except Exception as exc:  # noqa: BLE001 - any exception is a finding
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any exception is a finding, even a Rust panic
             sig = _signature(exc)
             if sig in known:  # already reported: keep exploring past it
                 return
@@ -195,7 +201,9 @@ def fuzz(seconds: float, seed: int | None, batch: int = 200) -> dict[str, Any]:
         run = prop if seed is None else hypothesis_seed(seed * 100_003 + stats["batches"])(prop)
         try:
             run()
-        except Exception:  # noqa: BLE001 - Hypothesis re-raises the shrunk failure; last holds its recipe
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001 - Hypothesis re-raises the shrunk failure; last holds its recipe
             if last:
                 known.add(last["signature"])
                 stats["crashes"][last["signature"]] = {"recipe": last["recipe"], "error": last["error"]}

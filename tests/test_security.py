@@ -1,0 +1,152 @@
+"""Security (issue #8): weights only from safetensors, size limits at the handler, generated file names,
+no patient identifiers in logs. (Reader isolation and admin protection: tests/test_reader_study.py.)
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported
+
+import logging  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from studio import handlers  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_DIRS = ("models", "studio", "train", "db", "bench", "scripts")
+UNSAFE_LOADS = [
+    re.compile(r"\btorch\.load\s*\("),
+    re.compile(r"\b(c?pickle|dill|joblib|cloudpickle)\.loads?\s*\("),
+    re.compile(r"\bnp\.load\s*\([^)]*allow_pickle\s*=\s*True"),
+    re.compile(r"\bnumpy\.load\s*\([^)]*allow_pickle\s*=\s*True"),
+]
+GENERATED = re.compile(r"(medenhance_[a-z0-9_]+|upload)_[0-9a-f]{12}\.(png|dcm)")
+
+NAME, PATIENT_ID = "Doe^Jane", "PID-12345"
+IDENTIFIERS = ("Doe", "Jane", PATIENT_ID, "Elsewhere")
+
+
+@pytest.fixture(autouse=True)
+def _results_in_tmp(tmp_path: Path):
+    saved = handlers._RESULTS_DIR
+    handlers._RESULTS_DIR = tmp_path / "results"
+    handlers._RESULTS_DIR.mkdir()
+    yield
+    handlers._RESULTS_DIR = saved
+
+
+def _patient_dicom(folder: Path, name: str = "Doe_Jane_PID-12345.dcm") -> Path:
+    """CT_small with a known patient name, ID and institution, saved under a name made of them."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    ds.PatientName, ds.PatientID, ds.InstitutionName = NAME, PATIENT_ID, "St Elsewhere Hospital"
+    folder.mkdir(parents=True, exist_ok=True)
+    ds.save_as(folder / name)
+    return folder / name
+
+
+def _png(path: Path, size: int = 32) -> str:
+    yy, xx = np.mgrid[0:size, 0:size]
+    Image.fromarray(((xx * 7 + yy * 3) % 256).astype(np.uint8)).save(path)
+    return str(path)
+
+
+# --- weights only from safetensors --------------------------------------------------------------
+
+def test_no_pickle_based_loading_anywhere() -> None:
+    files = [REPO / "app.py"] + [p for d in SOURCE_DIRS for p in sorted((REPO / d).rglob("*.py"))]
+    assert len(files) > 20
+    hits = []
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if any(p.search(code) for p in UNSAFE_LOADS):
+                hits.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not hits, "pickle-based loading (arbitrary code execution on a crafted file):\n" + "\n".join(hits)
+    pickled = [p.name for p in (REPO / "models" / "weights").iterdir()
+               if p.suffix in (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npy", ".npz")]
+    assert not pickled, f"weights must be safetensors: {pickled}"
+
+
+# --- upload size and pixel limits ---------------------------------------------------------------
+
+def test_over_limit_uploads_are_refused_with_a_clear_message(tmp_path: Path, monkeypatch) -> None:
+    src = _png(tmp_path / "scan.png", 100)
+    monkeypatch.setenv("MEDENHANCE_MAX_FILE_BYTES", "100")
+    with pytest.raises(gr.Error) as info:
+        handlers.enhance_file(src, "Denoise", "gaussian")
+    assert "MiB limit" in info.value.message and "MEDENHANCE_MAX_FILE_BYTES" in info.value.message
+    monkeypatch.delenv("MEDENHANCE_MAX_FILE_BYTES")
+    monkeypatch.setenv("MEDENHANCE_MAX_PIXELS", "5000")
+    with pytest.raises(gr.Error) as info:
+        handlers.enhance_file(src, "Denoise", "gaussian")
+    assert "100x100 = 10,000 pixels" in info.value.message and "limit of 5,000" in info.value.message
+    monkeypatch.delenv("MEDENHANCE_MAX_PIXELS")
+    monkeypatch.setattr(sys.modules["models.enhance"], "MAX_OUTPUT_PIXELS", 100_000)
+    with pytest.raises(gr.Error) as info:
+        handlers.enhance_file(src, "Super-resolution x4", "bicubic_x4")  # 400 x 400 = 160,000 output pixels
+    assert "would produce 160,000 pixels" in info.value.message and info.value.title == "Unsupported image"
+
+
+# --- generated names only -----------------------------------------------------------------------
+
+def test_outputs_have_generated_names_whatever_the_upload_is_called(tmp_path: Path) -> None:
+    weird = tmp_path / "a" / "b"
+    weird.mkdir(parents=True)
+    uploads = [
+        _patient_dicom(tmp_path / "x", "..Doe_Jane_PID-12345 résumé.dcm"),
+        Path(_png(weird / "..\\..\\etc\\passwd.png")),
+        Path(_png(weird / "Doe^Jane\n%s.png")),
+    ]
+    # A path that climbs out of a folder, as a hostile client might send it.
+    traversal = weird / ".." / ".." / "x" / "..Doe_Jane_PID-12345 résumé.dcm"
+    for upload in [*uploads, traversal]:
+        r = handlers.enhance_upload(str(upload), "Super-resolution x2", "bicubic_x2")
+        for out in filter(None, (r.png_path, r.dicom_path)):
+            out = Path(out)
+            assert GENERATED.fullmatch(out.name), out.name
+            assert out.resolve().parent == handlers._RESULTS_DIR.resolve()
+    stored = [p.name for p in handlers._RESULTS_DIR.iterdir()]
+    assert stored and all(GENERATED.fullmatch(n) for n in stored), stored  # incl. de-identified copies
+    assert not any(word in n for n in stored for word in IDENTIFIERS + ("passwd", "etc"))
+
+
+# --- no identifiers in logs ---------------------------------------------------------------------
+
+def test_no_patient_identifiers_in_logs_or_warnings(tmp_path: Path, monkeypatch, caplog) -> None:
+    dicom = _patient_dicom(tmp_path / "Doe_Jane")
+    truncated = tmp_path / "Doe_Jane" / "Doe_Jane_PID-12345_cut.dcm"
+    truncated.write_bytes(dicom.read_bytes()[:20_000])
+    tiff = tmp_path / "Doe_Jane" / "Doe_Jane_PID-12345.tif"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(
+        tiff, tiffinfo={270: f"{NAME} {PATIENT_ID}", 269: "St Elsewhere"})  # ImageDescription, DocumentName
+    caplog.set_level(logging.DEBUG)  # every logger, every level
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        handlers.enhance_file(str(dicom), "Super-resolution x2", "bicubic_x2")  # success
+        handlers.header_panel(str(dicom))
+        handlers.enhance_file(str(tiff), "Denoise", "gaussian")
+        with pytest.raises(gr.Error):
+            handlers.enhance_file(str(truncated), "Super-resolution x2", "bicubic_x2")  # refusal
+
+        def boom(*_a, **_k):
+            raise RuntimeError(f"kaputt on {tiff}")  # the path (with the patient name) in an exception
+
+        monkeypatch.setattr(handlers, "enhance", boom)
+        with pytest.raises(gr.Error):
+            handlers.enhance_file(str(tiff), "Denoise", "gaussian")  # internal error, logged with a traceback
+    logged = caplog.text + "\n".join(str(w.message) for w in caught)
+    assert "internal error ref=" in caplog.text and "kaputt" in caplog.text  # the logs are not just empty
+    leaks = [word for word in IDENTIFIERS if word in logged]
+    assert not leaks, f"identifiers {leaks} in logs:\n{logged[-3000:]}"

@@ -52,7 +52,8 @@ for s in (2, 4):
 
 register(ModelSpec(
     "srresnet_x4", "sr", 4, 1,
-    "SRResNet x4 (Ledig et al. 2017): 8 residual blocks x 48 features with PReLU, batch norm removed; "
+    "SRResNet x4 (Ledig et al. 2017): 8 residual blocks x 48 features with PReLU, batch norm removed, "
+    "residual over bicubic; "
     "trained with L1 (PSNR-oriented). Also the starting point of srgan_x4.",
     weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
 ))
@@ -64,7 +65,8 @@ register(ModelSpec(
 ))
 register(ModelSpec(
     "rrdbnet_x4", "sr", 4, 1,
-    "RRDBNet x4 (Wang et al. 2018, the ESRGAN generator): 4 RRDB blocks, 32 features, growth 16; "
+    "RRDBNet x4 (Wang et al. 2018, the ESRGAN generator): 4 RRDB blocks, 32 features, growth 16, "
+    "residual over bicubic; "
     "trained with L1 (PSNR-oriented). Also the starting point of esrgan_x4.",
     weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4),
 ))

@@ -193,3 +193,19 @@ def test_fast_plans_keep_fidelity(name, monkeypatch):
         ref = module.to(memory_format=torch.contiguous_format)(x, **kw).clamp(0, 1)
         fast = run(module, x, plan, **kw).clamp(0, 1)
     assert psnr_torch(ref, fast) >= FIDELITY_MIN_PSNR_DB - 3  # a different image than the probe: small slack
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_every_architecture_round_trips_through_safetensors(name, tmp_path):
+    """save_weights / load must work for every network (e.g. no parameters shared between layers)."""
+    from safetensors.torch import load_file
+
+    from models.loading import save_weights
+
+    module = get_spec(name).build()
+    path = save_weights(module, tmp_path / f"{name}.safetensors", {"model": name})
+    fresh = get_spec(name).build()
+    fresh.load_state_dict(load_file(str(path)), strict=True)
+    for a, b in zip(module.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+    assert read_metadata(path) == {"model": name}

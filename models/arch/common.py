@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -14,15 +15,19 @@ def conv3(cin: int, cout: int) -> nn.Conv2d:
 
 
 class PixelShuffleUpsampler(nn.Sequential):
-    """x2 stages of conv + pixel shuffle (ESPCN) up to ``scale`` (a power of 2, or 3)."""
+    """x2 stages of conv + pixel shuffle (ESPCN) up to ``scale`` (a power of 2, or 3).
 
-    def __init__(self, scale: int, feats: int, act: nn.Module | None = None):
+    ``act`` is a factory: each stage gets its own activation (a shared module would
+    share parameters, e.g. PReLU slopes, which safetensors refuses to save).
+    """
+
+    def __init__(self, scale: int, feats: int, act: Callable[[], nn.Module] | None = None):
         stages: list[nn.Module] = []
         if scale & (scale - 1) == 0:
             for _ in range(int(math.log2(scale))):
                 stages += [conv3(feats, 4 * feats), nn.PixelShuffle(2)]
                 if act is not None:
-                    stages.append(act)
+                    stages.append(act())
         elif scale == 3:
             stages += [conv3(feats, 9 * feats), nn.PixelShuffle(3)]
         else:

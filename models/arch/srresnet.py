@@ -27,7 +27,7 @@ class SRResNet(nn.Module):
         self.scale, self.in_channels = scale, in_channels
         self.head = nn.Sequential(nn.Conv2d(in_channels, feats, 9, padding=4), nn.PReLU(feats))
         self.body = nn.Sequential(*[ResBlock(feats, 1.0, nn.PReLU) for _ in range(blocks)], conv3(feats, feats))
-        self.tail = nn.Sequential(PixelShuffleUpsampler(scale, feats, nn.PReLU(feats)), nn.Conv2d(feats, in_channels, 9, padding=4))
+        self.tail = nn.Sequential(PixelShuffleUpsampler(scale, feats, lambda: nn.PReLU(feats)), nn.Conv2d(feats, in_channels, 9, padding=4))
         last = self.tail[-1]
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.zeros_(last.bias)

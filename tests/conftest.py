@@ -38,3 +38,14 @@ def gray_image() -> np.ndarray:
 @pytest.fixture
 def colour_image() -> np.ndarray:
     return smooth_test_image(colour=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _results_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Studio result files go to pytest's tmp dir (pruned by pytest), not a new /tmp dir per run."""
+    from studio import handlers
+
+    saved = handlers._RESULTS_DIR
+    handlers._RESULTS_DIR = tmp_path_factory.mktemp("results")
+    yield
+    handlers._RESULTS_DIR = saved

@@ -42,14 +42,6 @@ CT = _testdata("CT_small.dcm")  # CT, 128x128, 16 bit
 needs_ct = pytest.mark.skipif(CT is None, reason="pydicom test file CT_small.dcm not available")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _results_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory):
-    """ZIPs go to pytest's tmp dir, not a new /tmp dir per run."""
-    saved = handlers._RESULTS_DIR
-    handlers._RESULTS_DIR = tmp_path_factory.mktemp("results")
-    yield
-    handlers._RESULTS_DIR = saved
-
 
 @pytest.fixture(scope="module")
 def ihc_png(tmp_path_factory: pytest.TempPathFactory) -> str:

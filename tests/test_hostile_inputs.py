@@ -34,13 +34,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
     return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _results_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory):
-    saved = handlers._RESULTS_DIR
-    handlers._RESULTS_DIR = tmp_path_factory.mktemp("results")
-    yield
-    handlers._RESULTS_DIR = saved
-
 
 def _read(case: Case) -> tuple[str, str, float, float]:
     """(outcome, message or shape, seconds, traced peak MB) of read_image on one case."""

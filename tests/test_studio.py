@@ -39,14 +39,6 @@ MR = _testdata("MR_small.dcm")  # MR, 64x64, 16 bit: the cheapest real DICOM for
 needs_ct = pytest.mark.skipif(CT is None, reason="pydicom test file CT_small.dcm not available")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _results_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory):
-    """Result PNGs go to pytest's tmp dir (pruned by pytest), not a new /tmp dir per run."""
-    saved = handlers._RESULTS_DIR
-    handlers._RESULTS_DIR = tmp_path_factory.mktemp("results")
-    yield
-    handlers._RESULTS_DIR = saved
-
 
 def _png_array(path: str | Path) -> np.ndarray:
     with Image.open(path) as im:

@@ -45,3 +45,23 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x) * self.res_scale
+
+
+def plain_conv_stack(in_channels: int, width: int, depth: int) -> nn.Sequential:
+    """``depth`` 3x3 convs with ReLU between them (VDSR / DnCNN body), He-initialised.
+
+    With PyTorch's default init a 20-layer plain ReLU stack barely propagates
+    signal and does not start learning for hundreds of steps; the last conv
+    starts near zero so the network starts as the identity (its input skip).
+    """
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+    for _ in range(depth - 2):
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
+    layers.append(nn.Conv2d(width, in_channels, 3, padding=1))
+    body = nn.Sequential(*layers)
+    for m in body:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    nn.init.normal_(body[-1].weight, std=1e-3)
+    return body

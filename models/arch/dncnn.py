@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .common import plain_conv_stack
+
 
 class DnCNN(nn.Module):
     """``depth`` 3x3 convs with ReLU predicting the noise, subtracted from the input.
@@ -20,18 +22,7 @@ class DnCNN(nn.Module):
     def __init__(self, in_channels: int = 1, depth: int = 17, width: int = 32):
         super().__init__()
         self.scale, self.in_channels = 1, in_channels
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True)]
-        for _ in range(depth - 2):
-            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(width, in_channels, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-        # He initialisation as in the paper: with PyTorch's default init a 20-layer plain ReLU
-        # stack barely propagates signal and does not start learning for hundreds of steps.
-        for m in self.body:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-        nn.init.normal_(self.body[-1].weight, std=1e-3)  # start close to the identity / bicubic
+        self.body = plain_conv_stack(in_channels, width, depth)
         self.receptive_margin = depth + 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,19 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def testdata(name: str) -> str | None:
+    """Path of one of pydicom's bundled test files (pydicom / pydicom-data), or None if absent.
+
+    ``download=False``: without network, pydicom would otherwise retry a download and hang.
+    """
+    from pydicom.data import get_testdata_file
+
+    try:
+        return get_testdata_file(name, download=False)
+    except Exception:  # noqa: BLE001 - any failure means "not available here"
+        return None
+
+
 def smooth_test_image(h: int = 64, w: int = 72, colour: bool = False, seed: int = 0) -> np.ndarray:
     """A deterministic float32 [0, 1] image with smooth shapes, edges and a little texture."""
     rng = np.random.default_rng(seed)

@@ -16,16 +16,11 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 from models import batch, read_image
 
 
-def _testdata(name: str) -> str | None:
-    try:
-        return get_testdata_file(name, download=False)
-    except Exception:
-        return None
+from conftest import testdata as _testdata  # noqa: E402
 
 
 CT, MR, EMRI = _testdata("CT_small.dcm"), _testdata("MR_small.dcm"), _testdata("emri_small.dcm")

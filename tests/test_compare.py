@@ -21,7 +21,6 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 
 from models import enhance, list_models, model_card, read_image  # noqa: E402
 from models.resample import upscale  # noqa: E402
@@ -31,11 +30,7 @@ from train.degrade import bicubic_down, compose, crop_to_multiple  # noqa: E402
 from train.tasks import DENOISE_EVAL  # noqa: E402
 
 
-def _testdata(name: str) -> str | None:
-    try:
-        return get_testdata_file(name, download=False)
-    except Exception:  # pydicom-data missing
-        return None
+from conftest import testdata as _testdata  # noqa: E402
 
 
 CT = _testdata("CT_small.dcm")  # CT, 128x128, 16 bit

@@ -17,7 +17,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 import pytest  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.sequence import Sequence  # noqa: E402
 
@@ -25,11 +24,7 @@ from models import deid, read_image  # noqa: E402
 from models.errors import DeidentificationError  # noqa: E402
 
 
-def _testdata(name: str) -> str | None:
-    try:
-        return get_testdata_file(name, download=False)
-    except Exception:
-        return None
+from conftest import testdata as _testdata  # noqa: E402
 
 
 CT = _testdata("CT_small.dcm")

@@ -16,7 +16,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 import pytest  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.pixels import apply_modality_lut  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
@@ -27,11 +26,7 @@ from models.errors import ExportError  # noqa: E402
 from models.loading import sha256, weights_path  # noqa: E402
 
 
-def _testdata(name: str) -> str | None:
-    try:
-        return get_testdata_file(name, download=False)
-    except Exception:
-        return None
+from conftest import testdata as _testdata  # noqa: E402
 
 
 NAMES = ["CT_small.dcm", "MR_small.dcm", "RG1_UNCR.dcm", "US1_UNCR.dcm", "emri_small.dcm", "693_UNCR.dcm"]

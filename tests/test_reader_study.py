@@ -36,7 +36,6 @@ from types import SimpleNamespace  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
 import studio  # noqa: E402
@@ -51,11 +50,7 @@ ALL_MODELS = ("original", *MODELS)
 SCORES = {c: 3 for c in CRITERIA}
 
 
-def _testdata(name: str) -> str | None:
-    try:
-        return get_testdata_file(name, download=False)
-    except Exception:  # pydicom-data missing
-        return None
+from conftest import testdata as _testdata  # noqa: E402
 
 
 CT = _testdata("CT_small.dcm")

@@ -17,18 +17,13 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 
 import studio  # noqa: E402
 from models import list_models, model_card  # noqa: E402
 from studio import handlers, render  # noqa: E402
 
 
-def _testdata(name: str) -> str | None:
-    try:
-        return get_testdata_file(name)
-    except Exception:  # pydicom-data missing, or it would try to download
-        return None
+from conftest import testdata as _testdata  # noqa: E402
 
 
 CT = _testdata("CT_small.dcm")  # CT, 128x128, 16 bit, MONOCHROME2

@@ -62,3 +62,14 @@ def _results_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory):
     handlers._RESULTS_DIR = tmp_path_factory.mktemp("results")
     yield
     handlers._RESULTS_DIR = saved
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    """A fresh, empty studio results dir for one test (tests that inspect what was written)."""
+    from studio import handlers
+
+    d = tmp_path / "results"
+    d.mkdir()
+    monkeypatch.setattr(handlers, "_RESULTS_DIR", d)
+    return d

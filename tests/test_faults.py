@@ -41,13 +41,7 @@ except Exception:  # noqa: BLE001 - pydicom-data missing: the DICOM cases skip
 needs_ct = pytest.mark.skipif(CT is None, reason="pydicom test file CT_small.dcm not available")
 
 
-@pytest.fixture(autouse=True)
-def _results_in_tmp(tmp_path: Path):
-    saved = handlers._RESULTS_DIR
-    handlers._RESULTS_DIR = tmp_path / "results"
-    handlers._RESULTS_DIR.mkdir()
-    yield
-    handlers._RESULTS_DIR = saved
+pytestmark = pytest.mark.usefixtures("results_dir")  # each test writes into its own empty dir
 
 
 @pytest.fixture

@@ -35,13 +35,7 @@ NAME, PATIENT_ID = "Doe^Jane", "PID-12345"
 IDENTIFIERS = ("Doe", "Jane", PATIENT_ID, "Elsewhere")
 
 
-@pytest.fixture(autouse=True)
-def _results_in_tmp(tmp_path: Path):
-    saved = handlers._RESULTS_DIR
-    handlers._RESULTS_DIR = tmp_path / "results"
-    handlers._RESULTS_DIR.mkdir()
-    yield
-    handlers._RESULTS_DIR = saved
+pytestmark = pytest.mark.usefixtures("results_dir")  # each test writes into its own empty dir
 
 
 def _patient_dicom(folder: Path, name: str = "Doe_Jane_PID-12345.dcm") -> Path:

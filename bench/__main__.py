@@ -7,24 +7,22 @@ a warm-up, for a 512x512 output and a 2048x2048 output (tiled, through
 efficiency = (FLOPs / measured peak) / measured time, where the peak comes
 from a matrix-multiply probe (fp32 and bf16) run in the same process.
 ``--plans fp32,auto`` compares the fp32 reference ("before") with the
-automatically selected plan ("after"). Writes CSV + markdown into ``--out``.
+automatically selected plan ("after"); ``torch`` is the automatic choice
+without ONNX Runtime and ``ort`` forces ONNX Runtime (when installed and
+within 50 dB of fp32). Writes CSV + markdown into ``--out``.
 
     python -m bench                       # all networks, CPU (CUDA when present)
     python -m bench --models vdsr_x2,srcnn_x2 --sizes 512 --repeats 5
+    python -m bench --models dncnn --sizes 512 --plans fp32,torch,ort,auto
     python -m bench --memory-test         # x4 SR of 2048x2048 (8192x8192 output), peak RSS
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import os
-import platform
 import statistics
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,29 +33,7 @@ from models.loading import load_network
 
 from .flops import flops_per_output_pixel, matmul_peak
 from .memory import peak_rss
-
-
-def machine() -> str:
-    """CPU model and cores (or GPU name), for the table header."""
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    if torch.cuda.is_available():
-        desc += f"; GPU {torch.cuda.get_device_name(0)}"
-    return desc
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from .report import write_table
 
 
 def time_enhance(image: np.ndarray, name: str, repeats: int) -> list[float]:
@@ -92,7 +68,8 @@ def bench_model(name: str, sizes: list[int], repeats: int, peaks: dict[str, floa
         med = statistics.median(ts)
         flops = flops_px * out_side * out_side
         rows.append({
-            "model": name, "device": device, "plan": plan.label, "batch": 1, "params": params,
+            "model": name, "device": device, "plan": plan.label, "fidelity_db": round(plan.fidelity_db, 1),
+            "batch": 1, "params": params,
             "gflops_per_mpx": round(flops_px * 1e6 / 1e9, 2), "output": f"{out_side}x{out_side}",
             "median_s": round(med, 4), "min_s": round(min(ts), 4), "max_s": round(max(ts), 4), "runs": len(ts),
             "achieved_gflops": round(flops / med / 1e9, 1), "efficiency": round(flops / peak / med, 3),
@@ -123,11 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="", help="comma-separated networks (default: all)")
     p.add_argument("--sizes", default="512,2048", help="output sides in pixels")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--plans", default="auto", help="comma list of fp32 (reference) and/or auto (chosen plan)")
+    p.add_argument("--plans", default="auto",
+                   help="comma list of fp32 (reference), auto (chosen plan), torch (chosen without ONNX Runtime), "
+                        "ort (ONNX Runtime forced)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default="results/bench")
     p.add_argument("--memory-test", action="store_true")
     args = p.parse_args(argv)
+    modes = args.plans.split(",")
+    if set(modes) - {"fp32", "auto", "torch", "ort"}:
+        p.error(f"--plans: unknown {sorted(set(modes) - {'fp32', 'auto', 'torch', 'ort'})}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,27 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     from models import device as devmod
     from models import loading
 
-    for plan_mode in args.plans.split(","):
-        os.environ["MEDENHANCE_PLAN"] = "fp32" if plan_mode == "fp32" else ""
+    user_ort = os.environ.get("MEDENHANCE_ORT", "1")
+    for plan_mode in modes:
+        os.environ["MEDENHANCE_PLAN"] = plan_mode if plan_mode in ("fp32", "ort") else ""
+        os.environ["MEDENHANCE_ORT"] = "0" if plan_mode == "torch" else user_ort
         devmod._plans.clear()
         loading.clear_cache()
         for n in names:
             rows += bench_model(n, sizes, args.repeats, peaks, device)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    with open(out / "bench.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    cols = list(rows[0])
-    md = [f"**Inference benchmark**, {stamp}, commit {commit()}, {machine()}; matmul peak fp32 "
-          f"{peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; median of {args.repeats} runs after warm-up", "",
-          "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    (out / "bench.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    title = (f"**Inference benchmark**, matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+             f"{peaks['bf16'] / 1e9:.0f} GFLOP/s; median of {args.repeats} runs after warm-up")
+    print(write_table(rows, args.out, "bench", title))
     return 0
 
 

@@ -61,7 +61,7 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
     with gr.Row():
         with gr.Column(scale=2, min_width=340):
             file = gr.File(label="Image (the clean original in Simulate mode)", file_count="single",
-                           type="filepath", file_types=None)  # no filter: extensionless DICOMs (see Enhance)
+                           type="filepath", file_types=None, elem_id="compare-file")  # no filter: extensionless DICOMs (see Enhance)
             gallery_examples = gr.Gallery(label="…or pick an example (click to load)", columns=4, rows=2,
                                           height=250, allow_preview=False, object_fit="cover",
                                           interactive=False, format="png")
@@ -74,7 +74,7 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
                                  info="Applied once when reading; every model and metric sees the same [0, 1] values.")
             preview = gr.Image(label="Input as read", type="pil", format="png", image_mode=None,
                                interactive=False, height=200)
-            meta_md = gr.Markdown()
+            meta_md = gr.Markdown(elem_id="compare-meta")
         with gr.Column(scale=3, min_width=420):
             group = gr.Radio(choices=list(compare.GROUPS), value=compare.DEFAULT_GROUP, label="Compare")
             # Built with every model and degradation: the server checks API values against these choices.
@@ -92,11 +92,12 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Noise seed", scale=1)
             reference = gr.File(label="Reference: ground truth at the output size", file_count="single",
                                 type="filepath", file_types=None, visible=False)
-            run = gr.Button("Compare", variant="primary")
-            report = gr.Markdown(label="Report")
+            run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+            report = gr.Markdown(label="Report", elem_id="compare-report")
     # Full width: up to 11 columns (scores, data range, border crop, time, note).
     table = gr.Dataframe(label="Metrics", interactive=False, wrap=True,
-                         headers=["model", "kind", "PSNR (dB)", "SSIM", "MSE", "SNR (dB)", "seconds / image"])
+                         headers=["model", "kind", "PSNR (dB)", "SSIM", "MSE", "SNR (dB)", "seconds / image"],
+                         elem_id="compare-table")
     download = gr.File(label="Download: results, error maps and table (ZIP)", interactive=False, height=90)
 
     gr.Markdown("### Before / after\nPick any two images; SR inputs are enlarged with nearest neighbour.")
@@ -104,7 +105,7 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
         left = gr.Dropdown(label="Left", choices=[], allow_custom_value=True)
         right = gr.Dropdown(label="Right", choices=[], allow_custom_value=True)
     slider = gr.ImageSlider(label="Left | Right (drag the handle)", type="pil", format="png", image_mode=None,
-                            interactive=False, max_height=640)
+                            interactive=False, max_height=640, elem_id="compare-slider")
 
     gr.Markdown("### Grid")
     results = gr.Gallery(label="Results (same size; captions: PSNR, SSIM or time)", columns=4, format="png",

@@ -38,7 +38,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     """
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            file = gr.File(label="Medical image", file_count="single", type="filepath",
+            file = gr.File(label="Medical image", file_count="single", type="filepath", elem_id="enhance-file",
                            # No file_types filter: browsers would hide extensionless DICOM files
                            # and Gradio would reject them server-side; read_image decides what is an image.
                            file_types=None)
@@ -51,21 +51,24 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                                  label="Display window", allow_custom_value=True,
                                  info="Maps stored values (HU for CT) to grey levels before the model; "
                                       "or type center,width (e.g. 40,400).")
-            task = gr.Radio(choices=list(handlers.TASKS), value=handlers.DEFAULT_TASK, label="Task")
+            task = gr.Radio(choices=list(handlers.TASKS), value=handlers.DEFAULT_TASK, label="Task",
+                            elem_id="enhance-task")
             model = gr.Dropdown(choices=handlers.model_choices(handlers.DEFAULT_TASK),
                                 value=handlers.default_model(handlers.DEFAULT_TASK), label="Model",
+                                elem_id="enhance-model",
                                 # Choices change per task and per page load; the handler validates the
                                 # name itself, so API clients are not bound to the initial choice list.
                                 allow_custom_value=True)
-            run = gr.Button("Run", variant="primary")
+            run = gr.Button("Run", variant="primary", elem_id="enhance-run")
             preview = gr.Image(label="Input as read (8-bit display)", type="pil", format="png",
                                image_mode=None, interactive=False, height=320)
-            meta_md = gr.Markdown()
+            meta_md = gr.Markdown(elem_id="enhance-meta")
             with gr.Accordion("DICOM header (de-identified)", open=False):
                 header_md = gr.Markdown()
         with gr.Column(scale=3, min_width=400):
             slider = gr.ImageSlider(label="Before | After (drag the handle)", type="pil", format="png",
-                                    image_mode=None, interactive=False, max_height=720)
+                                    image_mode=None, interactive=False, max_height=720,
+                                    elem_id="enhance-slider")
             gr.Markdown(
                 "For super-resolution the *before* half is the input enlarged to the output size "
                 "(nearest neighbour for whole factors, so each input pixel stays visible). "
@@ -73,10 +76,10 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                 "the PNG download always has full resolution (16-bit for >8-bit grayscale inputs)."
             )
             with gr.Row():
-                download = gr.File(label="Result PNG", interactive=False)
+                download = gr.File(label="Result PNG", interactive=False, elem_id="enhance-download")
                 dicom_download = gr.File(label="Result DICOM (derived, de-identified; DICOM uploads only)",
-                                         interactive=False)
-            result_md = gr.Markdown(label="Report")
+                                         interactive=False, elem_id="enhance-dicom")
+            result_md = gr.Markdown(label="Report", elem_id="enhance-report")
             dicom_path = gr.State(None)  # server-side only: never part of the /enhance API returns
 
     def on_file(file_: Any, window_: Any) -> tuple[Any, str, gr.Number, str]:

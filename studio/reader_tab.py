@@ -215,9 +215,10 @@ def build_reader_tab(demo: gr.Blocks, store: StudyStore) -> None:
     gr.HTML(_HTML, js_on_load=_JS, elem_id="reader-setup")
     gr.Markdown(HELP)
     with gr.Row():
-        code = gr.Textbox(label="Access code", type="password", placeholder="e.g. K7PD-Q2XM-9HTA", scale=3)
+        code = gr.Textbox(label="Access code", type="password", placeholder="e.g. K7PD-Q2XM-9HTA", scale=3,
+                          elem_id="reader-code")
         start = gr.Button("Start / resume", variant="primary", scale=1)
-    status = gr.Markdown()
+    status = gr.Markdown(elem_id="reader-status")
     with gr.Row():
         display = gr.Radio(list(DISPLAY_PRESETS), value="As rendered", label="Display window/level", scale=3)
         zoom = gr.Slider(100, 400, value=100, step=25, label="Zoom (%)", scale=1)

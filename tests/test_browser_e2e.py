@@ -168,7 +168,11 @@ def test_reader_signs_in_rates_and_the_database_has_it(page, served, shots: Path
     page.get_by_role("tab", name="Reader study").click()
     page.locator("#reader-code input").fill("WRONG-CODE-0000")
     page.get_by_role("button", name="Start / resume").click()
-    page.get_by_text("access code", exact=False).last.wait_for()  # a clear error, the page stays usable
+    # A clear error in a toast; the page stays usable. Closed before going on (it would cover the screenshot).
+    toast = page.locator(".toast-body", has_text="Unknown access code")
+    toast.wait_for()
+    toast.locator(".toast-close").click()
+    toast.wait_for(state="detached")
     page.locator("#reader-code input").fill(served["code"])
     page.get_by_role("button", name="Start / resume").click()
     page.locator("#reader-likert").first.wait_for(state="visible")  # Gradio repeats a group's id
@@ -180,7 +184,8 @@ def test_reader_signs_in_rates_and_the_database_has_it(page, served, shots: Path
     page.locator("#reader-rate-btn").click()
     page.wait_for_function("() => document.querySelector('#reader-status').innerText.includes('Case 2 of 4')")
     assert "Saved." in page.locator("#reader-status").inner_text()
-    page.screenshot(path=str(shots / "reader.png"))
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(shots / "reader.png"), full_page=True)
     # Keyboard: digits fill the next unanswered criterion, Enter submits.
     page.locator("#reader-status").click()  # focus the page, not a text box
     for digit in "235142":

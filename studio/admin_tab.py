@@ -7,6 +7,7 @@ start). Named API endpoints:
 * ``/admin_create_study`` (password, name, design, models, files, folder, readers, repeat_cases,
   washout_days, pair_mode, seed, window) -> (summary markdown, reader codes JSON {label: code}, shown once)
 * ``/admin_add_readers`` (password, study_id, count) -> (markdown, reader codes JSON)
+* ``/admin_add_hf_readers`` (password, study_id, usernames) -> (markdown, {reader: Hugging Face username})
 * ``/admin_studies`` (password) -> (markdown table, JSON list)
 * ``/admin_progress`` (password, study_id) -> (markdown, JSON per reader)
 * ``/admin_close_study`` (password, study_id) -> markdown
@@ -142,6 +143,10 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
             more = gr.Number(label="Add readers", value=1, precision=0, minimum=1)
             add_btn = gr.Button("Generate codes")
             close_btn = gr.Button("Close study", variant="stop")
+        with gr.Row():
+            hf_users = gr.Textbox(label="Add readers by Hugging Face username (on a Space they sign in with it)",
+                                  placeholder="one per line, or separated by commas", lines=2, scale=3)
+            hf_add_btn = gr.Button("Add Hugging Face readers", scale=1)
         admin_md = gr.Markdown()
         admin_json = gr.JSON(visible=False)
         add_md = gr.Markdown()
@@ -189,6 +194,17 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
         with guard("adding readers"):
             new = study.add_readers(store, study_id, count)
         return _codes_markdown(new), new
+
+    def admin_add_hf_readers(password: str, study_id: Any, usernames: str) -> tuple[str, dict[str, str]]:
+        """Add readers who sign in with Hugging Face; returns (markdown, {reader: username}) shown once."""
+        _check(store, password)
+        with guard("adding Hugging Face readers"):
+            new = study.add_hf_readers(store, study_id, usernames)
+        if not new:
+            return "Every one of them is already a reader of this study.", new
+        rows = "\n".join(f"| {label} | @{user} |" for label, user in new.items())
+        return ("Added (they sign in on the Reader study tab with Hugging Face; only the code's hash is stored, "
+                "so note who is who now):\n\n| reader | Hugging Face account |\n|---|---|\n" + rows), new
 
     def admin_studies(password: str) -> tuple[str, list[dict[str, Any]]]:
         """Every study with its size and answer counts."""
@@ -239,6 +255,8 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
                  concurrency_id="inference")
     add_btn.click(admin_add_readers, [password, study_id, more], [add_md, add_codes], api_name="admin_add_readers",
                   **admin)
+    hf_add_btn.click(admin_add_hf_readers, [password, study_id, hf_users], [add_md, add_codes],
+                     api_name="admin_add_hf_readers", **admin)
     list_btn.click(admin_studies, password, [admin_md, admin_json], api_name="admin_studies", **admin)
     progress_btn.click(admin_progress, [password, study_id], [admin_md, admin_json], api_name="admin_progress", **admin)
     close_btn.click(admin_close_study, [password, study_id], admin_md, api_name="admin_close_study", **admin)

@@ -6,6 +6,11 @@
 * The admin password comes from ``STUDIO_ADMIN_PASSWORD``, else it is
   generated at first start, printed once, and only its scrypt hash (salted)
   is kept in ``<data dir>/admin.json``; it is never printed again.
+* Hugging Face sign-in (on a Space): a reader added by Hugging Face username
+  gets an access code derived from the username with a server secret
+  (HMAC-SHA256 with ``<data dir>/hf_signin.key``, or ``STUDIO_HF_SIGNIN_KEY``).
+  Only that code's hash is stored, like any other code: the database never
+  holds the username, and nobody can derive a code without the secret.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -25,6 +31,9 @@ logger = logging.getLogger("medenhance.studio.auth")
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 symbols; 12 of them carry 59.4 bits
 CODE_LENGTH = 12
 ADMIN_FILE = "admin.json"
+HF_KEY_FILE = "hf_signin.key"
+# Hugging Face usernames: letters, digits, '-', '_' and '.', not starting with a symbol.
+HF_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 # scrypt cost: ~50 ms per check, 16 MiB memory; a wrong admin password is slow to guess.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
@@ -46,6 +55,38 @@ def normalize_code(code: object) -> str:
 def hash_code(code: object) -> str:
     """SHA-256 hex of a normalized access code (what the database stores and indexes)."""
     return hashlib.sha256(("medenhance-reader:" + normalize_code(code)).encode()).hexdigest()
+
+
+def hf_signin_key(data_dir: str | os.PathLike[str]) -> bytes:
+    """The server secret for Hugging Face sign-in codes: ``STUDIO_HF_SIGNIN_KEY``, else
+    ``<data_dir>/hf_signin.key`` (32 random bytes, created once with mode 0600)."""
+    env = os.environ.get("STUDIO_HF_SIGNIN_KEY", "")
+    if env:
+        return env.encode()
+    path = Path(data_dir) / HF_KEY_FILE
+    try:  # O_EXCL: two processes starting at once agree on one key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise RuntimeError(f"{path} is damaged (too short); delete it: Hugging Face readers must then be added again")
+    return key
+
+
+def hf_access_code(key: bytes, study_id: int, username: str) -> str:
+    """The access code of Hugging Face user ``username`` in study ``study_id`` (same form as
+    :func:`new_access_code`). Usernames are case-insensitive, as on the Hub."""
+    digest = hmac.new(key, f"medenhance-hf:{int(study_id)}:{username.strip().lower()}".encode(), hashlib.sha256).digest()
+    number = int.from_bytes(digest, "big")
+    raw = ""
+    for _ in range(CODE_LENGTH):
+        number, i = divmod(number, len(CODE_ALPHABET))
+        raw += CODE_ALPHABET[i]
+    return "-".join(raw[i:i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
 def _scrypt(password: str, salt: bytes) -> str:

@@ -123,6 +123,14 @@ if (!window.__meReader) {
 """
 
 
+def hf_signin_enabled() -> bool:
+    """Hugging Face sign-in on the Reader tab: on a Space with OAuth (Spaces set ``SPACE_ID``, and
+    ``OAUTH_CLIENT_ID`` when the README's front matter says ``hf_oauth: true``), or locally with
+    ``MEDENHANCE_HF_SIGNIN=1`` (Gradio then signs in as the user of the local Hugging Face token)."""
+    on_space = bool(os.environ.get("SPACE_ID")) and bool(os.environ.get("OAUTH_CLIENT_ID"))
+    return on_space or os.environ.get("MEDENHANCE_HF_SIGNIN") == "1"
+
+
 @contextmanager
 def guard(stage: str) -> Iterator[None]:
     """Map study errors to ``gr.Error`` (message shown as is); log and hide everything unexpected."""
@@ -218,6 +226,10 @@ def build_reader_tab(demo: gr.Blocks, store: StudyStore) -> None:
         code = gr.Textbox(label="Access code", type="password", placeholder="e.g. K7PD-Q2XM-9HTA", scale=3,
                           elem_id="reader-code")
         start = gr.Button("Start / resume", variant="primary", scale=1)
+    if hf_signin_enabled():  # on a Space: readers the admin added by username need no code
+        with gr.Row():
+            gr.LoginButton(scale=1)
+            hf_start = gr.Button("Start / resume with my Hugging Face account", scale=2)
     status = gr.Markdown(elem_id="reader-status")
     with gr.Row():
         display = gr.Radio(list(DISPLAY_PRESETS), value="As rendered", label="Display window/level", scale=3)
@@ -267,6 +279,13 @@ def build_reader_tab(demo: gr.Blocks, store: StudyStore) -> None:
         view.saved = saved
         return view_outputs(view)
 
+    def reader_hf(profile: gr.OAuthProfile | None) -> tuple[str, Any, Any, dict[str, Any]]:
+        # Gradio fills `profile` from the Space's OAuth session (None when signed out); the derived
+        # code goes into the (password) code box, so every later request is checked as usual.
+        with guard("signing you in"):
+            code_ = reading.hf_code(store, profile.username if profile is not None else None)
+            return (code_, *view_outputs(reading.next_item(store, code_)))
+
     outputs = [left, right, item]
     ui = [status, likert_box, pair_box, item_key, left, right, *radios, comment, choice, pair_conf, pair_comment]
     common = {"concurrency_limit": READER_CONCURRENCY, "concurrency_id": "reader"}
@@ -275,6 +294,8 @@ def build_reader_tab(demo: gr.Blocks, store: StudyStore) -> None:
                 api_description="Sign in and get the next unanswered item: (code) -> (left, right, item).",
                 **common).success(_ui_update, item, ui, **private)
     code.submit(reader_next, code, outputs, **common, **private).success(_ui_update, item, ui, **private)
+    if hf_signin_enabled():
+        hf_start.click(reader_hf, None, [code, *outputs], **common, **private).success(_ui_update, item, ui, **private)
     rate.click(reader_rate, [code, item_key, *radios, comment], outputs, api_name="reader_rate",
                api_description="Rate the current single image (scores 1-5), get the next item.",
                **common).success(_ui_update, item, ui, **private)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db import CRITERIA, Assignment, Preference, Rating, Reader, Study, Variant, utcnow
 
-from .auth import hash_code, normalize_code
+from .auth import hash_code, hf_access_code, hf_signin_key, normalize_code
 from .study import StudyError
 from .study_store import StudyStore
 
@@ -174,6 +174,29 @@ def _seconds(item: Assignment, now: dt.datetime) -> float | None:
 
 
 # --- the reader's operations ------------------------------------------------------------------
+
+def hf_code(store: StudyStore, username: Any) -> str:
+    """The access code of a signed-in Hugging Face user: their newest open study where the admin added them.
+
+    The code is derived (see :func:`studio.auth.hf_access_code`), so the reader never types one; the
+    page keeps it in the access-code box and every later request is checked like a typed code.
+
+    Raises:
+        StudyError: not signed in, or not a reader of any open study.
+    """
+    if not isinstance(username, str) or not username.strip():
+        raise StudyError("Sign in with Hugging Face first (the button above), or type your access code.")
+    key = hf_signin_key(store.data_dir)
+    with store.db.read() as s:
+        ids = s.scalars(select(Study.id).where(Study.status == "open").order_by(Study.id.desc())).all()
+        codes = {hash_code(c): c for c in (hf_access_code(key, sid, username) for sid in ids)}
+        hit = s.scalar(select(Reader.code_hash).join(Study, Study.id == Reader.study_id)
+                       .where(Reader.code_hash.in_(list(codes))).order_by(Study.id.desc()).limit(1))
+    if hit is None:
+        raise StudyError(f"The Hugging Face account @{username.strip()} is not a reader of an open study. "
+                         "Ask the study admin to add you, or type the access code you were given.")
+    return codes[hit]
+
 
 def next_item(store: StudyStore, code: Any, now: dt.datetime | None = None) -> ReaderView:
     """The reader's next unanswered item (resume = exactly where they stopped).

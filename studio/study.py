@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import logging
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from models.export import save_png
 from models.loading import sha256, weights_path
 
 from . import render
+from . import auth
 from .auth import hash_code, new_access_code
 from .study_store import StudyStore
 
@@ -420,14 +422,19 @@ def _case_structure(session: Any, study_id: int) -> list[tuple[int, list[tuple[i
     return list(out.items())
 
 
-def _add_readers(session: Any, study: Study, count: int) -> dict[str, str]:
-    """Create ``count`` readers with codes and assignment lists; returns {label: code} (codes shown once)."""
+def _add_readers(session: Any, study: Study, count: int, codes_given: list[str] | None = None) -> dict[str, str]:
+    """Create ``count`` readers with codes and assignment lists; returns {label: code} (codes shown once).
+
+    ``codes_given``: use these codes (one reader each; ``count`` is ignored) instead of new random ones.
+    """
+    if codes_given is not None:
+        count = len(codes_given)
     structure = _case_structure(session, study.id)
     existing = session.scalar(select(func.count()).select_from(Reader).where(Reader.study_id == study.id)) or 0
     codes = {}
     opts = study.options or {}
     for index in range(existing + 1, existing + count + 1):
-        code = new_access_code()
+        code = codes_given[index - existing - 1] if codes_given is not None else new_access_code()
         seed = reader_seed(study.seed, index)
         reader = Reader(study_id=study.id, label=f"R{index:02d}", code_hash=hash_code(code), seed=seed)
         session.add(reader)
@@ -563,6 +570,41 @@ def add_readers(store: StudyStore, study_id: Any, count: Any) -> dict[str, str]:
         if study.status != "open":
             raise StudyError("This study is closed; open a new study instead.")
         return _add_readers(s, study, n)
+
+
+def add_hf_readers(store: StudyStore, study_id: Any, usernames: Any) -> dict[str, str]:
+    """Add readers who sign in with their Hugging Face account (on a Space) to an open study.
+
+    Args:
+        usernames: Hugging Face usernames, as a list or one text (separated by lines, commas or spaces).
+    Returns:
+        {reader label: username} for the readers added now; users already readers of the study are
+        skipped. Shown once: the database keeps only the hash of each derived code, not the username.
+    Raises:
+        StudyError: no or invalid username, too many readers, closed or unknown study.
+    """
+    text = " ".join(usernames) if isinstance(usernames, (list, tuple)) else str(usernames or "")
+    first: dict[str, str] = {}  # lower case -> first spelling: usernames are case-insensitive
+    for n in re.split(r"[\s,;]+", text):
+        if n.strip():
+            first.setdefault(n.lstrip("@").lower(), n.lstrip("@"))
+    names = list(first.values())
+    if not names:
+        raise StudyError("Give at least one Hugging Face username.")
+    bad = [n for n in names if not auth.HF_USERNAME.fullmatch(n)]
+    if bad:
+        raise StudyError(f"Not a Hugging Face username: {', '.join(bad[:5])}.")
+    whole_number(len(names), "Number of readers", 1, MAX_READERS)
+    key = auth.hf_signin_key(store.data_dir)
+    with store.db.write() as s:
+        study = _get_study(s, study_id)
+        if study.status != "open":
+            raise StudyError("This study is closed; open a new study instead.")
+        codes = {n: auth.hf_access_code(key, study.id, n) for n in names}
+        known = set(s.scalars(select(Reader.code_hash).where(Reader.code_hash.in_([hash_code(c) for c in codes.values()]))))
+        new = [n for n in names if hash_code(codes[n]) not in known]
+        labels = _add_readers(s, study, 0, [codes[n] for n in new])
+        return dict(zip(labels, new))
 
 
 def close_study(store: StudyStore, study_id: Any) -> dict[str, Any]:

@@ -312,6 +312,84 @@ def test_access_codes() -> None:
     assert auth.normalize_code(None) == auth.normalize_code(12) == ""
 
 
+def test_hugging_face_readers_sign_in_without_a_code_and_no_username_is_stored(store, tmp_path: Path) -> None:
+    a = _make(store, tmp_path / "a", n_cases=2, readers=1)
+    b = _make(store, tmp_path / "b", n_cases=2, readers=0 + 1, name="second")
+    added = study.add_hf_readers(store, a.study_id, "Dr-Alice, bob.smith\n@carol_x  dr-alice")
+    assert added == {"R02": "Dr-Alice", "R03": "bob.smith", "R04": "carol_x"}  # de-duplicated, '@' dropped
+    assert study.add_hf_readers(store, a.study_id, ["dr-alice"]) == {}  # case-insensitive, already a reader
+    # The derived code is an ordinary code: same form, checked by every endpoint like a typed one.
+    code = reading.hf_code(store, "DR-ALICE")
+    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code)
+    view = reading.next_item(store, code)
+    assert view.status == "item" and view.total > 0
+    reading.submit_rating(store, code, view.item_key, SCORES)
+    assert reading.next_item(store, code).answered == 1
+    # Per study: alice's code for study b is another one, and she is not a reader there.
+    key = auth.hf_signin_key(store.data_dir)
+    assert auth.hf_access_code(key, a.study_id, "x") != auth.hf_access_code(key, b.study_id, "x")
+    with pytest.raises(study.StudyError, match="not a reader of an open study"):
+        reading.hf_code(store, "mallory")
+    with pytest.raises(study.StudyError, match="Sign in with Hugging Face first"):
+        reading.hf_code(store, None)
+    for bad in ("", "   ", "-starts-with-dash", "a/b", "x" * 200):
+        with pytest.raises(study.StudyError):
+            study.add_hf_readers(store, a.study_id, bad)
+    # The secret: created once, private; another secret derives other codes.
+    assert stat.S_IMODE((store.data_dir / auth.HF_KEY_FILE).stat().st_mode) == 0o600
+    assert auth.hf_access_code(b"another-secret-key", a.study_id, "dr-alice") != code
+    # Nothing in the database names the Hugging Face accounts.
+    store.db.dispose()
+    raw = (store.data_dir / "studies.db").read_bytes() + b"".join(
+        p.read_bytes() for p in store.data_dir.glob("studies.db-*"))
+    assert not any(name.encode() in raw.lower() for name in ("dr-alice", "bob.smith", "carol_x"))
+    # A closed study no longer signs anyone in.
+    study.close_study(store, a.study_id)
+    with pytest.raises(study.StudyError, match="not a reader of an open study"):
+        reading.hf_code(store, "bob.smith")
+
+
+def test_reader_tab_offers_hugging_face_sign_in_on_a_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STUDIO_ADMIN_PASSWORD", ADMIN)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    import gradio as gr
+
+    def login_buttons(demo) -> int:
+        return sum(isinstance(b, gr.LoginButton) for b in demo.blocks.values())
+
+    assert login_buttons(studio.build_app()) == 0  # local run: codes only
+    # What a Space with `hf_oauth: true` provides (Gradio reads the OAuth settings when it is imported).
+    import gradio.oauth
+
+    oauth = {"OAUTH_CLIENT_ID": "client-id", "OAUTH_CLIENT_SECRET": "secret", "OAUTH_SCOPES": "openid profile",
+             "OPENID_PROVIDER_URL": "https://huggingface.co"}
+    for k, v in {"SYSTEM": "spaces", "SPACE_ID": "medenhance/studio", **oauth}.items():
+        monkeypatch.setenv(k, v)
+    for k, v in oauth.items():
+        monkeypatch.setattr(gradio.oauth, k, v)
+    demo = studio.build_app()
+    assert login_buttons(demo) == 1
+    store = open_store(StudySettings(data_dir=tmp_path, admin_password=ADMIN))
+    try:
+        created = _make(store, tmp_path / "img", n_cases=2, readers=1)
+        study.add_hf_readers(store, created.study_id, "dr-alice")
+    finally:
+        store.close()
+    # The sign-in handler as Gradio calls it, with the profile a Space's OAuth session provides.
+    fn = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "reader_hf")
+    code, left, right, item = fn(SimpleNamespace(username="dr-alice"))
+    assert item["status"] == "item" and left and right is None
+    store = open_store(StudySettings(data_dir=tmp_path, admin_password=ADMIN))
+    try:
+        assert code == reading.hf_code(store, "dr-alice")
+    finally:
+        store.close()
+    with pytest.raises(gr.Error, match="Sign in with Hugging Face first"):
+        fn(None)
+
+
 def test_uploads_are_removed_after_import_but_server_files_never(tmp_path: Path) -> None:
     from gradio.utils import get_upload_folder
 

@@ -1,8 +1,9 @@
 """ONNX Runtime as an optional CPU backend for the networks.
 
-Optional: ``pip install onnxruntime onnx`` (not in requirements.txt). Without
-them, or when a network cannot be exported, ONNX Runtime is simply not a
-candidate plan in :mod:`models.device`; nothing here raises into inference.
+Optional at run time (``onnxruntime`` and ``onnx`` are in requirements.txt, but
+the studio works without them): when they are missing, or a network cannot be
+exported, ONNX Runtime is simply not a candidate plan in :mod:`models.device`;
+nothing here raises into inference.
 
 A loaded network is exported once per module instance, in memory, with the
 TorchScript-based exporter (``dynamo=False``, needs only ``onnx``) at

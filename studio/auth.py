@@ -38,10 +38,14 @@ HF_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
+def _dashed(raw: str) -> str:
+    """``"K7PDQ2XM9HTA"`` -> ``"K7PD-Q2XM-9HTA"`` (dashes for reading; ignored when checked)."""
+    return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+
+
 def new_access_code() -> str:
-    """A fresh reader code such as ``"K7PD-Q2XM-9HTA"`` (dashes for reading; ignored when checked)."""
-    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-    return "-".join(raw[i:i + 4] for i in range(0, CODE_LENGTH, 4))
+    """A fresh reader code such as ``"K7PD-Q2XM-9HTA"``."""
+    return _dashed("".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH)))
 
 
 def normalize_code(code: object) -> str:
@@ -86,7 +90,7 @@ def hf_access_code(key: bytes, study_id: int, username: str) -> str:
     for _ in range(CODE_LENGTH):
         number, i = divmod(number, len(CODE_ALPHABET))
         raw += CODE_ALPHABET[i]
-    return "-".join(raw[i:i + 4] for i in range(0, CODE_LENGTH, 4))
+    return _dashed(raw)
 
 
 def _scrypt(password: str, salt: bytes) -> str:

@@ -60,8 +60,9 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
     gr.Markdown(COMPARE_HELP)
     with gr.Row():
         with gr.Column(scale=2, min_width=340):
+            # No file_types filter: extensionless DICOMs (see Enhance).
             file = gr.File(label="Image (the clean original in Simulate mode)", file_count="single",
-                           type="filepath", file_types=None, elem_id="compare-file")  # no filter: extensionless DICOMs (see Enhance)
+                           type="filepath", file_types=None, elem_id="compare-file")
             gallery_examples = gr.Gallery(label="…or pick an example (click to load)", columns=4, rows=2,
                                           height=250, allow_preview=False, object_fit="cover",
                                           interactive=False, format="png")

@@ -155,4 +155,4 @@ def _tiled(spec: ModelSpec, module: torch.nn.Module, x: torch.Tensor, device: st
     def fn(t: torch.Tensor) -> torch.Tensor:
         return run(module, t.to(device, non_blocking=True), plan, **kwargs).clamp_(0, 1).cpu()
 
-    return tiled_apply(fn, x, spec.scale, tile, margin)
+    return tiled_apply(fn, x, spec.scale, tile, margin, align=getattr(module, "tile_align", 1))

@@ -28,6 +28,7 @@ def tiled_apply(
     tile: int,
     margin: int,
     out: torch.Tensor | None = None,
+    align: int = 1,
 ) -> torch.Tensor:
     """Apply ``fn`` to ``x`` tile by tile.
 
@@ -39,10 +40,14 @@ def tiled_apply(
         tile: core tile size in input pixels (>= 1).
         margin: context pixels added on each side of a tile (input pixels).
         out: optional preallocated (1, C, H*scale, W*scale) float32 CPU tensor.
+        align: tile and margin are rounded up to multiples of it, so every tile's
+            input window starts on the same pixel grid as the whole image (networks
+            that pool by 2**k give other results on a shifted grid).
     Returns:
         (1, C, H*scale, W*scale) float32 CPU tensor (``out`` when given).
     """
     _, c, h, w = x.shape
+    tile, margin = -(-tile // align) * align, -(-margin // align) * align
     if out is None:
         out = torch.empty((1, c, h * scale, w * scale), dtype=torch.float32)
     if h <= tile and w <= tile:  # one tile: no seams to worry about

@@ -144,13 +144,15 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
         r = compare.get_run(rid)
         names = compare.view_choices(r)
         first_model = next((n for n in r.outputs if n != r.baseline), r.baseline)
-        pair = compare.slider_pair(rid, compare.INPUT, first_model, settings.preview_max_side)
+        pair = handlers.preview_files(compare.slider_pair(rid, compare.INPUT, first_model, settings.preview_max_side),
+                                      settings.result_ttl_s)
         ov, tiles = compare.zoom_views(rid, 0.5, 0.5, 4, 0.0, 1.0)
         return (gr.Dropdown(choices=names, value=compare.INPUT), gr.Dropdown(choices=names, value=first_model),
                 pair, ov, tiles, 0.5, 0.5, 4, 0.0, 1.0)
 
     def on_slider(rid: str, left_: str, right_: str):
-        return compare.slider_pair(rid, left_, right_, settings.preview_max_side)
+        return handlers.preview_files(compare.slider_pair(rid, left_, right_, settings.preview_max_side),
+                                      settings.result_ttl_s)
 
     def on_zoom(rid: str, cx_: float, cy_: float, zoom_: int, lo_: float, hi_: float):
         return compare.zoom_views(rid, cx_, cy_, zoom_, lo_, hi_)
@@ -168,11 +170,11 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
 
     def on_file(file_: Any, window_: Any):
         image, md, n = handlers.inspect_upload(file_, 0, window_)
-        return image, md, _frame_box(n)
+        return handlers.preview_file(image, settings.result_ttl_s), md, _frame_box(n)
 
     def on_view(file_: Any, frame_: Any, window_: Any):
         image, md, _ = handlers.inspect_upload(file_, frame_, window_)
-        return image, md
+        return handlers.preview_file(image, settings.result_ttl_s), md
 
     private = {"api_visibility": "private"}  # the public API is /compare alone
     demo.load(_examples_gallery, None, [gallery_examples, example_keys, sources_md], **private)

@@ -85,11 +85,11 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     def on_file(file_: Any, window_: Any) -> tuple[Any, str, gr.Number, str]:
         # inspect_upload de-identifies a DICOM upload first; header_panel reuses that copy.
         image, md, n = handlers.inspect_upload(file_, 0, window_)
-        return image, md, _frame_box(n), handlers.header_panel(file_)
+        return handlers.preview_file(image, settings.result_ttl_s), md, _frame_box(n), handlers.header_panel(file_)
 
     def on_view(file_: Any, frame_: Any, window_: Any) -> tuple[Any, str]:
         image, md, _ = handlers.inspect_upload(file_, frame_, window_)
-        return image, md
+        return handlers.preview_file(image, settings.result_ttl_s), md
 
     def enhance(file: Any, task: str, model: str, frame: Any, window: Any):
         """Enhance one image: (file, task, model, frame, window) -> ((before, after), markdown, PNG path)."""
@@ -97,7 +97,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
         r = handlers.enhance_upload(file, task, model, frame, window,
                                     preview_max_side=settings.preview_max_side,
                                     result_ttl_s=settings.result_ttl_s)
-        return r.pair, r.markdown, r.png_path, r.dicom_path
+        return handlers.preview_files(r.pair, settings.result_ttl_s), r.markdown, r.png_path, r.dicom_path
 
     def show_dicom(path: str | None) -> str | None:
         # Runs in the browser session after /enhance succeeds: the State holds this session's DICOM path.

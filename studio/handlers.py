@@ -54,7 +54,7 @@ from models import deid, enhance, get_spec, list_models, model_card, read_image
 from models.dicom import is_codec_panic
 from models.dicom_export import ExportOptions, export_derived_dicom
 from models.errors import ExportError
-from models.export import save_png
+from models.export import save_pil_png, save_png
 from models.io import WINDOW_PRESETS, display_name, printable
 
 from . import render
@@ -459,6 +459,23 @@ def results_dir(ttl_s: int = 3600) -> Path:
         except OSError:  # another worker removed it first
             pass
     return _RESULTS_DIR
+
+
+def preview_file(image: Image.Image | None, ttl_s: int = 3600) -> str | None:
+    """Write an 8-bit preview as a PNG in :func:`results_dir` and return its path (None stays None).
+
+    For Gradio image outputs: given a path, Gradio serves our file instead of
+    re-encoding the PIL image at Pillow's slow default level, which takes ~3x
+    longer on every click (see ``models.export.PNG_COMPRESS_LEVEL``).
+    """
+    if image is None:
+        return None
+    return str(save_pil_png(image, results_dir(ttl_s) / f"preview_{uuid.uuid4().hex[:12]}.png"))
+
+
+def preview_files(pair: tuple[Image.Image, Image.Image], ttl_s: int = 3600) -> tuple[str, str]:
+    """:func:`preview_file` for a (before, after) pair of ``gr.ImageSlider``."""
+    return preview_file(pair[0], ttl_s), preview_file(pair[1], ttl_s)  # type: ignore[return-value]
 
 
 def result_bits(meta: Any, result: np.ndarray) -> int:

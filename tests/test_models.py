@@ -98,7 +98,8 @@ def test_receptive_margin_covers_the_architecture(name):
     with torch.no_grad():
         whole = module(x)
         kw = {"stats": module.image_stats(x)} if getattr(module, "global_stats", False) else {}
-        tiled = tiled_apply(lambda t: module(t, **kw), x, spec.scale, tile=20, margin=module.receptive_margin)
+        tiled = tiled_apply(lambda t: module(t, **kw), x, spec.scale, tile=20, margin=module.receptive_margin,
+                            align=getattr(module, "tile_align", 1))
     assert torch.allclose(whole, tiled, atol=1e-4), float((whole - tiled).abs().max())
 
 

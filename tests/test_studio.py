@@ -115,6 +115,18 @@ def test_enhance_ct_sr_gives_16bit_png_and_report() -> None:
 
 
 @needs_ct
+def test_slider_previews_are_served_as_lossless_files(results_dir) -> None:
+    # The tabs hand Gradio PNG files written at the fast zlib level instead of PIL images
+    # (which Gradio would re-encode at the slow default); the pixels must be unchanged.
+    (before, after), _, _ = studio.enhance_file(CT, "Super-resolution x2", "bicubic_x2", 0, "default")
+    paths = handlers.preview_files((before, after))
+    assert len(set(paths)) == 2 and all(Path(p).parent == handlers.results_dir() for p in paths)
+    for im, p in zip((before, after), paths):
+        assert np.array_equal(_png_array(p), np.asarray(im))
+    assert handlers.preview_file(None) is None
+
+
+@needs_ct
 @pytest.mark.parametrize("task,model,scale", [("Super-resolution x4", "bicubic_x4", 4), ("Denoise", "median", 1),
                                               ("Enhance", "clahe", 1)])
 def test_enhance_ct_other_tasks(task: str, model: str, scale: int) -> None:

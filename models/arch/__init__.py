@@ -4,7 +4,8 @@
 * output: (N, C, h * module.scale, w * module.scale), unclamped (callers clamp);
 * fully convolutional, any h, w >= 2; ``module.receptive_margin`` = how many
   input pixels around a tile are needed for tiled inference to match whole-image
-  inference.
+  inference; networks that downsample also set ``module.tile_align`` (tiles must
+  start at multiples of it).
 """
 
 from .autoencoder import DenoisingAutoencoder

@@ -30,7 +30,11 @@ class DenoisingAutoencoder(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(ws[i + 1], ws[i], 2, stride=2) for i in range(levels))
         self.dec = nn.ModuleList(_block(2 * ws[i], ws[i]) for i in range(levels))
         self.out = nn.Conv2d(ws[0], in_channels, 1)
-        self.receptive_margin = 4 * 2**levels + 8
+        # Receptive radius: two 3x3 convs per encoder level (2 * 2**i px each) and per decoder level,
+        # 6 * 2**levels - 4 px in all; rounded up to a multiple of tile_align.
+        self.receptive_margin = 7 * 2**levels
+        # Pooling makes the output depend on where the 2**levels grid falls: tiles must start on it.
+        self.tile_align = 2**levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -97,7 +97,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
         r = handlers.enhance_upload(file, task, model, frame, window,
                                     preview_max_side=settings.preview_max_side,
                                     result_ttl_s=settings.result_ttl_s)
-        return handlers.preview_files(r.pair, settings.result_ttl_s), r.markdown, r.png_path, r.dicom_path
+        return r.slider_files(settings.result_ttl_s), r.markdown, r.png_path, r.dicom_path
 
     def show_dicom(path: str | None) -> str | None:
         # Runs in the browser session after /enhance succeeds: the State holds this session's DICOM path.

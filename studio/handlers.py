@@ -492,12 +492,24 @@ class EnhanceResult:
         markdown: timing, image metadata, de-identification notes and model card.
         png_path: full-resolution result PNG.
         dicom_path: derived, de-identified DICOM of the result (DICOM uploads only), else None.
+        after_is_png: the PNG holds exactly the *after* preview's pixels (8-bit, not downsampled).
     """
 
     pair: tuple[Image.Image, Image.Image]
     markdown: str
     png_path: str
     dicom_path: str | None = None
+    after_is_png: bool = False
+
+    def slider_files(self, ttl_s: int = 3600) -> tuple[str, str]:
+        """(before, after) PNG paths for ``gr.ImageSlider`` (see :func:`preview_files`).
+
+        When the result PNG already holds the *after* pixels it is served as is,
+        which saves encoding the same image twice on the click's path.
+        """
+        if not self.after_is_png:
+            return preview_files(self.pair, ttl_s)
+        return preview_file(self.pair[0], ttl_s), self.png_path  # type: ignore[return-value]
 
 
 def enhance_file(
@@ -587,7 +599,8 @@ def enhance_upload(
         md = "\n\n".join([result, image_md, render.card_markdown(model_card(name))])
     logger.info("enhanced with %s in %.3f s -> %s (%dx%d, %d-bit%s)", name, seconds, result_path.name, w, h, bits,
                 ", +DICOM" if dicom_path else "")
-    return EnhanceResult((before, after), md, str(result_path), str(dicom_path) if dicom_path else None)
+    return EnhanceResult((before, after), md, str(result_path), str(dicom_path) if dicom_path else None,
+                         after_is_png=bits == 8 and after.size == (w, h))
 
 
 def _export_dicom(source: str, out: np.ndarray, meta: Any, name: str, dst: Path) -> tuple[Path | None, str]:

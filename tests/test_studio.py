@@ -115,14 +115,18 @@ def test_enhance_ct_sr_gives_16bit_png_and_report() -> None:
 
 
 @needs_ct
-def test_slider_previews_are_served_as_lossless_files(results_dir) -> None:
+def test_slider_previews_are_served_as_lossless_files(results_dir, tmp_path) -> None:
     # The tabs hand Gradio PNG files written at the fast zlib level instead of PIL images
     # (which Gradio would re-encode at the slow default); the pixels must be unchanged.
-    (before, after), _, _ = studio.enhance_file(CT, "Super-resolution x2", "bicubic_x2", 0, "default")
-    paths = handlers.preview_files((before, after))
-    assert len(set(paths)) == 2 and all(Path(p).parent == handlers.results_dir() for p in paths)
-    for im, p in zip((before, after), paths):
-        assert np.array_equal(_png_array(p), np.asarray(im))
+    src8 = tmp_path / "in8.png"
+    Image.fromarray((np.indices((40, 50)).sum(0) % 256).astype(np.uint8)).save(src8)
+    for src, reuses_png in ((CT, False), (str(src8), True)):  # 16-bit result PNG: a separate 8-bit preview
+        r = handlers.enhance_upload(src, "Super-resolution x2", "bicubic_x2")
+        paths = r.slider_files()
+        assert r.after_is_png is reuses_png and (paths[1] == r.png_path) is reuses_png
+        assert all(Path(p).parent == results_dir for p in paths)
+        for im, p in zip(r.pair, paths):
+            assert np.array_equal(_png_array(p), np.asarray(im))
     assert handlers.preview_file(None) is None
 
 

@@ -31,7 +31,8 @@ class DenoisingAutoencoder(nn.Module):
         self.dec = nn.ModuleList(_block(2 * ws[i], ws[i]) for i in range(levels))
         self.out = nn.Conv2d(ws[0], in_channels, 1)
         # Receptive radius: two 3x3 convs per encoder level (2 * 2**i px each) and per decoder level,
-        # 6 * 2**levels - 4 px in all; rounded up to a multiple of tile_align.
+        # 6 * 2**levels - 4 px, plus up to 2**levels from pooling and the transposed convs; a multiple
+        # of tile_align (tests/test_models.py checks it with random weights).
         self.receptive_margin = 7 * 2**levels
         # Pooling makes the output depend on where the 2**levels grid falls: tiles must start on it.
         self.tile_align = 2**levels

@@ -78,24 +78,30 @@ register(ModelSpec(
 ))
 
 # --- restoration networks (issue: denoising and perceptual enhancement) --------------
+_DENOISER_TRAINING = (
+    "Trained over Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs. Fails on noise "
+    "stronger than sigma 0.1 (outside its training range) and on blur, which it does not remove; fine lung texture "
+    "is partly smoothed with the noise (see the error maps in docs/results/maps)."
+)
 # The autoencoder first: it scores best on held-out patients, so the studio preselects it for Denoise.
 register(ModelSpec(
     "dae", "denoise", 1, 1,
-    "Convolutional denoising autoencoder with skip connections (3-level U-Net, 32-256 channels). Trained over "
-    "Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs.",
+    "Convolutional denoising autoencoder with skip connections (3-level U-Net, 32-256 channels). " + _DENOISER_TRAINING,
     weights="dae.safetensors", build=partial(DenoisingAutoencoder, in_channels=1, width=32, levels=3),
 ))
 register(ModelSpec(
     "dncnn", "denoise", 1, 1,
     "DnCNN-style blind denoiser (Zhang et al. 2017): 17 conv layers x 32 channels, no batch norm, predicts the "
-    "noise. Trained over Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs.",
+    "noise. " + _DENOISER_TRAINING,
     weights="dncnn.safetensors", build=partial(DnCNN, in_channels=1),
 ))
 register(ModelSpec(
     "gated_enhance", "enhance", 1, 1,
     "Residual-gated perceptual enhancement network (after Sharif et al., IEEE JBHI 2022): gated residual blocks "
     "plus a global gain/offset path; corrects contrast, brightness and noise together. Grayscale (colour images: "
-    "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs.",
+    "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs. Fails on degradations outside "
+    "its training range (contrast factor < 0.3, gamma outside 0.6-1.8) and on blur; on colour images it corrects "
+    "luma only, so colour casts remain.",
     weights="gated_enhance.safetensors", build=partial(GatedEnhancer, in_channels=1),
 ))
 register(ModelSpec(

@@ -79,9 +79,11 @@ register(ModelSpec(
 
 # --- restoration networks (issue: denoising and perceptual enhancement) --------------
 _DENOISER_TRAINING = (
-    "Trained over Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs. Fails on noise "
-    "stronger than sigma 0.1 (outside its training range) and on blur, which it does not remove; fine lung texture "
-    "is partly smoothed with the noise (see the error maps in docs/results/maps)."
+    "Trained over Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs, with the clean "
+    "images also blurred, re-windowed and gamma-shifted so it does not learn that one hospital's CLAHE look "
+    "(without this it left noise on smooth, unprocessed radiographs from other sites). Fails on noise stronger than "
+    "sigma 0.1 (outside its training range) and on blur, which it does not remove; fine lung texture is partly "
+    "smoothed with the noise (see the error maps in docs/results/maps)."
 )
 # The autoencoder first: it scores best on held-out patients, so the studio preselects it for Denoise.
 register(ModelSpec(
@@ -99,9 +101,10 @@ register(ModelSpec(
     "gated_enhance", "enhance", 1, 1,
     "Residual-gated perceptual enhancement network (after Sharif et al., IEEE JBHI 2022): gated residual blocks "
     "plus a global gain/offset path; corrects contrast, brightness and noise together. Grayscale (colour images: "
-    "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs. Fails on degradations outside "
-    "its training range (contrast factor < 0.3, gamma outside 0.6-1.8) and on blur; on colour images it corrects "
-    "luma only, so colour casts remain.",
+    "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs (CLAHE-processed). Fails on "
+    "degradations outside its training range (contrast factor < 0.3, gamma outside 0.6-1.8) and on blur; on "
+    "unprocessed radiographs from other sites plain contrast stretching scores higher PSNR (it learned to "
+    "produce the Hannover look); on colour images it corrects luma only, so colour casts remain.",
     weights="gated_enhance.safetensors", build=partial(GatedEnhancer, in_channels=1),
 ))
 register(ModelSpec(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce every table in README.md: held-out test patients of the Hannover chest radiographs
-# (splits/hannover-cxr.json) and, for colour, scikit-image's retina + immunohistochemistry images.
-# Usage: bash scripts/evaluate_all.sh [DATA_DIR] [OUT_DIR]   (about 10 minutes on 2 CPU cores)
+# (splits/hannover-cxr.json); for colour, scikit-image's retina + immunohistochemistry images; and radiographs
+# from other sites (scripts/external_radiographs.py).
+# Usage: bash scripts/evaluate_all.sh [DATA_DIR] [OUT_DIR]   (about 15 minutes on 2 CPU cores)
 set -euo pipefail
 DATA=${1:-../shared/data/hannover-cxr/png}
 OUT=${2:-docs/results}
@@ -16,3 +17,16 @@ $PY -m train.colour_data "$OUT/colour-data" > /dev/null
 $PY -m train eval --task enhance --colour --models gated_enhance_rgb,gated_enhance --data "$OUT/colour-data" \
   --split-file "$OUT/colour-data/split.json" --out "$OUT" --maps 1 --write-cards
 rm -rf "$OUT/colour-data"
+
+# Other sites: unprocessed radiographs shipped by registry packages (pydicom-data; deid-data if installed),
+# never used for training or model selection, downscaled to the training scale (640 px).
+EXT="$OUT/external-data"
+$PY scripts/external_radiographs.py "$EXT" > /dev/null
+XOUT="$OUT/external"
+$PY -m train eval --task sr --scale 2 --models srcnn_x2,vdsr_x2,edsr_x2 --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 0 --write-cards
+$PY -m train eval --task sr --scale 4 --models srcnn_x4,vdsr_x4,edsr_x4,srresnet_x4,srgan_x4,rrdbnet_x4,esrgan_x4 --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 0 --write-cards
+for noise in gaussian poisson rician; do
+  $PY -m train eval --task denoise --noise "$noise" --models dncnn,dae --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
+done
+$PY -m train eval --task enhance --models gated_enhance --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
+rm -rf "$EXT"

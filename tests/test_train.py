@@ -157,3 +157,75 @@ def test_ddp_with_torchrun_on_cpu(tiny_dataset, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     meta = read_metadata(tmp_path / "srcnn_x2.safetensors")
     assert meta["training"]["world_size"] == 2
+
+
+# --- site variation of denoising targets and external evaluation ---------------------
+
+import torch  # noqa: E402
+
+from train.evaluate import fit_side  # noqa: E402
+from train.fit import varied_copies  # noqa: E402
+from train.data import Image as DataImage  # noqa: E402
+from train.tasks import TASKS, random_site_tensor  # noqa: E402
+
+
+def _hannover_like(n: int = 64, size: int = 48) -> torch.Tensor:
+    """Mid-grey patches (a 0.3 ramp of anatomy plus fine texture), as the CLAHE-processed training
+    PNGs are: values 0.1-0.6, never near 0 or 1."""
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(-0.15, 0.15, size).view(1, 1, 1, size)
+    return (0.35 + ramp + 0.03 * torch.randn(n, 1, size, size, generator=g)).clamp(0.1, 0.6)
+
+
+def test_site_variation_is_seeded_and_covers_smooth_and_saturated_images():
+    x = _hannover_like()
+    assert torch.equal(random_site_tensor(x, torch.Generator().manual_seed(1), p=0.0), x)
+    y = random_site_tensor(x, torch.Generator().manual_seed(1))
+    assert torch.equal(y, random_site_tensor(x, torch.Generator().manual_seed(1)))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    # Blurred samples: the pixel-to-pixel texture drops (sigma >= 0.5 px removes over a third of it).
+    def texture(t):
+        return (t[..., 1:, :] - t[..., :-1, :]).std(dim=(1, 2, 3)) / t.std(dim=(1, 2, 3)).clamp_min(1e-6)
+    assert (texture(y) < 0.65 * texture(x)).float().mean() > 0.3
+    # New windows: some samples now reach the ends of the range, which the inputs never do.
+    assert ((y <= 0.01) | (y >= 0.99)).flatten(1).any(1).float().mean() > 0.1
+    assert 0.2 < (y - x).abs().flatten(1).amax(1).lt(1e-7).float().mean() < 0.35  # about a quarter unchanged (p 0.5 x 0.5)
+
+
+def test_denoising_varies_its_targets_and_validates_on_varied_copies():
+    assert TASKS["denoise"].train_target is random_site_tensor
+    assert TASKS["sr"].train_target is None and TASKS["enhance"].train_target is None
+    ims = [DataImage(f"i{k}", _hannover_like(1, 40)[0, 0].numpy()) for k in range(3)]
+    copies = varied_copies(ims, "denoise")
+    assert [c.id for c in copies] == ["i0~varied", "i1~varied", "i2~varied"]
+    assert all(c.pixels.shape == (40, 40) and c.pixels.dtype == np.float32 for c in copies)
+    assert [c.id for c in varied_copies(ims, "denoise")] == [c.id for c in copies]
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(copies, varied_copies(ims, "denoise")))
+    assert varied_copies(ims, "sr") == []
+
+
+def test_fit_side_downscales_the_longer_side_and_keeps_small_images():
+    im = DataImage("a", smooth_test_image(300, 120))
+    small = fit_side(im, 100)
+    assert small.pixels.shape == (100, 40) and small.pixels.dtype == np.float32
+    assert abs(float(small.pixels.mean()) - float(im.pixels.mean())) < 0.01
+    assert fit_side(im, 0) is im and fit_side(im, 300) is im
+
+
+def test_external_eval_scores_every_image_and_ignores_the_split(tiny_dataset, tmp_path):
+    res = tmp_path / "ext"
+    assert train_main(["eval", "--task", "denoise", "--models", "dncnn", "--subset", "external",
+                       "--data", str(tiny_dataset), "--max-side", "64", "--maps", "0", "--out", str(res)]) == 0
+    rows = {r["model"]: r for r in csv.DictReader(open(res / "denoise_gaussian_external.csv"))}
+    assert rows["dncnn"]["images"] == "12" and rows["dncnn"]["patients"] == "6"  # all images, grouped by data.csv
+    assert float(rows["dncnn"]["psnr"]) > float(rows["input (no processing)"]["psnr"])
+    md = (res / "denoise_gaussian_external.md").read_text()
+    assert "never used for training or selection" in md and "longer side <= 64 px" in md
+    assert not (tmp_path / "s.json").exists()  # no split file was made or needed
+
+
+def test_denoiser_fit_validates_on_plain_and_varied_crops(tiny_dataset, tmp_path):
+    assert train_main(_fit_args(tiny_dataset, tmp_path, "dncnn", "--steps", "1")) == 0
+    t = read_metadata(tmp_path / "dncnn.safetensors")["training"]
+    assert t["val_images"] >= 1 and t["val_varied_copies"] == t["val_images"]  # copies counted apart
+    assert "clean targets varied" in t["degradation"]

@@ -6,6 +6,7 @@ Examples::
     python -m train fit --model vdsr_x2 --resume          # continue from checkpoints/
     python -m train eval --models srcnn_x2,vdsr_x2 --scale 2
     python -m train eval --task denoise --noise poisson --models dncnn,dae
+    python -m train eval --task denoise --models dncnn,dae --subset external --data external/ --max-side 640
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--noise", default="gaussian", choices=["gaussian", "poisson", "rician"], help="denoise: noise kind")
     e.add_argument("--data", default="../shared/data/hannover-cxr/png")
     e.add_argument("--split-file", default=str(DEFAULT_SPLIT))
-    e.add_argument("--subset", default="test", choices=["train", "val", "test"])
+    e.add_argument("--subset", default="test", choices=["train", "val", "test", "external"],
+                   help="split subset; external = every image under --data (another site), split ignored")
+    e.add_argument("--max-side", type=int, default=0,
+                   help="downscale images whose longer side exceeds N px first (0 = never); the models were trained at 640 px")
     e.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
     e.add_argument("--colour", action="store_true", help="keep colour images in colour (DeltaE is reported)")
     e.add_argument("--maps", type=int, default=2, help="write absolute-error maps of the first N images")
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         [m for m in args.models.split(",") if m], task=args.task, scale=args.scale, data=args.data,
         split_file=args.split_file, subset=args.subset, limit=args.limit, out_dir=args.out,
         write_cards=args.write_cards, noise=args.noise, maps=args.maps, colour=args.colour,
+        max_side=args.max_side,
     )
     return 0
 

@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from models import enhance, get_spec, list_models
 from models.export import save_png
 from models.loading import load_network, update_metadata, weights_path
+from models.resample import bicubic_resize_tensor, to_numpy, to_tensor
 
 from . import metrics
-from .data import load_images, load_or_make_split
+from .data import Image, find_images, find_patient_csv, load_images, load_or_make_split, read_patient_map
 from .degrade import crop_to_multiple
 from .tasks import DENOISE_EVAL, TASKS, _eval_noise
 
@@ -36,6 +38,29 @@ def param_count(name: str) -> int:
     if name == INPUT_ROW or get_spec(name).kind != "network":
         return 0
     return sum(p.numel() for p in load_network(get_spec(name), "cpu").parameters())
+
+
+def external_split(data: str | Path) -> dict[str, Any]:
+    """Every image under ``data`` as the ``external`` subset, grouped by patient when a
+    ``data.csv`` is found (else one patient per image)."""
+    files = find_images(data)
+    csv_path = find_patient_csv(data)
+    patients = read_patient_map(csv_path) if csv_path else {}
+    return {"external": [p.stem for p in files],
+            "patients": {"external": sorted({patients.get(p.stem, p.stem) for p in files})}}
+
+
+def fit_side(im: Image, max_side: int) -> Image:
+    """``im`` downscaled (antialiased bicubic, aspect kept) so its longer side is at most
+    ``max_side`` px; unchanged when ``max_side`` is 0 or the image is small enough."""
+    h, w = im.pixels.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return im
+    f = max_side / max(h, w)
+    size = (max(1, round(h * f)), max(1, round(w * f)))
+    with torch.no_grad():
+        small = bicubic_resize_tensor(to_tensor(im.pixels), size).clamp(0, 1)
+    return Image(im.id, to_numpy(small, im.pixels.ndim == 3))
 
 
 def _options(name: str, task: str, noise: str) -> dict[str, Any]:
@@ -71,8 +96,15 @@ def evaluate(
     noise: str = "gaussian",
     maps: int = 2,
     colour: bool = False,
+    max_side: int = 0,
 ) -> list[dict[str, Any]]:
     """Score ``names`` (plus baseline rows) on the ``subset`` images of the split.
+
+    ``subset="external"`` scores every image under ``data`` and ignores the
+    split: data from another site that no model was trained or selected on.
+    ``max_side`` > 0 first downscales (antialiased) images whose longer side
+    exceeds it, so full-resolution radiographs match the scale the models were
+    trained at (the Hannover PNGs are 640 px).
 
     Degradation: the task's fixed evaluation degradation (:mod:`train.tasks`;
     for denoising the ``noise`` kind), seeded per image. Metrics on [0, 1]
@@ -85,9 +117,9 @@ def evaluate(
     scale = scale if task == "sr" else 1
     crop = scale if task == "sr" else 0
     rows_for = _row_names(names, task, scale)
-    split = load_or_make_split(data, split_file or DEFAULT_SPLIT)
+    split = external_split(data) if subset == "external" else load_or_make_split(data, split_file or DEFAULT_SPLIT)
     ids = split[subset][:limit] if limit else split[subset]
-    images = load_images(data, ids, grayscale=not colour)
+    images = [fit_side(im, max_side) for im in load_images(data, ids, grayscale=not colour)]
     tag = f"sr_x{scale}" if task == "sr" else (f"denoise_{noise}" if task == "denoise" else "enhance")
     tag += "_colour" if colour else ""
     out = Path(out_dir)
@@ -149,11 +181,14 @@ def evaluate(
         wr = csv.DictWriter(f, fieldnames=list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)
+    where = (f"{len(images)} images of {len(split['patients'][subset])} patients from other sites ({Path(data).name}), "
+             "never used for training or selection" if subset == "external" else
+             f"{len(images)} {subset} images of {len(split['patients'][subset])} held-out patients")
+    where += f", longer side <= {max_side} px" if max_side else ""
     what = {"sr": f"x{scale} super-resolution (antialiased bicubic degradation)",
             "denoise": f"denoising, {noise} noise {DENOISE_EVAL.get(noise, ('', {}))[1]}",
             "enhance": "enhancement (contrast 0.5, gamma 1.5, brightness -0.05, noise 0.02)"}[task]
-    md = to_markdown(rows, f"{what} on {len(images)} {subset} images of {len(split['patients'][subset])} held-out "
-                     f"patients, {dt.date.today().isoformat()}")
+    md = to_markdown(rows, f"{what} on {where}, {dt.date.today().isoformat()}")
     (out / f"{tag}_{subset}.md").write_text(md)
     print(md)
 
@@ -165,7 +200,9 @@ def evaluate(
                     "baseline": {"model": ref_name, "psnr": mean[ref_name]["psnr"], "ssim": mean[ref_name]["ssim"]},
                     "command": f"python -m train eval --task {task} --models {r['model']}"
                     + (f" --scale {scale}" if task == "sr" else "") + (f" --noise {noise}" if task == "denoise" else "")
-                    + (" --colour" if colour else ""),
+                    + (" --colour" if colour else "")
+                    + (f" --subset external --data {data}" if subset == "external" else "")
+                    + (f" --max-side {max_side}" if max_side else ""),
                 }})
     return rows
 

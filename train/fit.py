@@ -98,6 +98,21 @@ def validate(model: torch.nn.Module, images: list[Image], task: str, scale: int,
     return _scores(pairs, scale)
 
 
+def varied_copies(images: list[Image], task: str, seed: int = 12345) -> list[Image]:
+    """``images`` once more, varied as the task varies its training targets (fixed seed).
+
+    Validating on these too makes best-on-validation selection reward the whole
+    training distribution, not only the Hannover look; empty for tasks that do
+    not vary their targets.
+    """
+    vary = TASKS[task].train_target
+    if vary is None:
+        return []
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return [Image(f"{im.id}~varied", to_numpy(vary(to_tensor(im.pixels), gen), im.pixels.ndim == 3)) for im in images]
+
+
 def baseline_scores(images: list[Image], task: str, scale: int, crop: int) -> dict[str, float]:
     """The baseline row (baseline / degraded input) on exactly the validation crops the model is scored on."""
     pairs = []
@@ -156,6 +171,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     gray = spec.in_channels == 1
     train_imgs = load_images(cfg.data, split["train"], grayscale=gray)
     val_imgs = load_images(cfg.data, split["val"], grayscale=gray) if main else []
+    n_val = len(val_imgs)
+    val_imgs += varied_copies(val_imgs, spec.task)
     model = spec.build().to(device).train()
     if cfg.init:
         model.load_state_dict(load_file(cfg.init))
@@ -197,6 +214,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         hr = sample_patches(train_imgs, cfg.batch, transform, rng).to(device, non_blocking=True)
+        if task.train_target is not None:
+            hr = task.train_target(hr, noise_gen)
         lr_img = task.train_degrade(hr, spec.scale, noise_gen)
         with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=amp_on):  # weights and optimizer stay fp32
             sr = net(lr_img).float()
@@ -264,7 +283,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
             "data_name": Path(cfg.data).resolve().parent.name if Path(cfg.data).name == "png" else Path(cfg.data).name,
             "train_images": len(train_imgs),
             "train_patients": len(split["patients"]["train"]),
-            "val_images": len(val_imgs),
+            "val_images": n_val,
+            "val_varied_copies": len(val_imgs) - n_val,
             "val_patients": len(split["patients"]["val"]),
             "degradation": task.description.format(scale=spec.scale),
             "discriminator": f"Discriminator(feats={cfg.d_feats}), {cfg.gan} GAN" if cfg.gan else "",

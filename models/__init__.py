@@ -13,7 +13,8 @@ This package never imports gradio, sqlalchemy, studio, train or db.
 from . import zoo as _zoo  # noqa: F401  (fills the registry)
 from .card import model_card
 from .enhance import enhance, validate_image
-from .errors import ImageReadError, InvalidImageError, MedEnhanceError, UnknownModelError, WeightsError
+from .errors import (ImageReadError, InvalidImageError, InvalidOptionError, MedEnhanceError, UnknownModelError,
+                     WeightsError)
 from .io import ImageMeta, read_image
 from .registry import ModelSpec, get_spec, list_models, register
 
@@ -23,6 +24,7 @@ __all__ = [
     "ImageMeta",
     "ImageReadError",
     "InvalidImageError",
+    "InvalidOptionError",
     "list_models",
     "MedEnhanceError",
     "model_card",

@@ -10,7 +10,7 @@ import torch
 
 from .colour import apply_on_luma
 from .device import default_device, pick_plan, run
-from .errors import InvalidImageError, UnknownModelError
+from .errors import InvalidImageError, InvalidOptionError, UnknownModelError
 from .loading import load_network
 from .registry import ModelSpec, get_spec
 from .resample import to_numpy, to_tensor, upscale
@@ -64,6 +64,7 @@ def enhance(
     *,
     device: str | None = None,
     tile: int | None = None,
+    strength: float = 1.0,
     **options: Any,
 ) -> np.ndarray:
     """Run a registered model (network or classical baseline) on one image.
@@ -74,6 +75,10 @@ def enhance(
         device: ``"cpu"``, ``"cuda"``, ...; default: CUDA when present.
         tile: networks only: input tile size in pixels (default: tiles whose
             output is 512 px a side); smaller tiles bound memory further.
+        strength: in [0, 1]; blends the result with what the model started
+            from: 1 = the model's output, 0 = the input (for super-resolution
+            the input enlarged by bicubic interpolation). A reader may want a
+            denoiser's output at 0.7 to keep some of the original grain.
         **options: classical baselines' documented options (e.g. ``sigma`` for
             non-local means), overriding the registered defaults.
     Returns:
@@ -81,7 +86,10 @@ def enhance(
     Raises:
         InvalidImageError: the image breaks the convention or is too large.
         UnknownModelError: no such model, or an option it does not take.
+        InvalidOptionError: ``strength`` outside [0, 1].
     """
+    if not 0.0 <= strength <= 1.0:  # also refuses NaN
+        raise InvalidOptionError(f"strength must lie in [0, 1], got {strength!r}")
     spec = get_spec(model_name)
     image = validate_image(image)
     h, w = image.shape[:2]
@@ -95,7 +103,11 @@ def enhance(
         if options:
             raise UnknownModelError(f"{spec.name} takes no options, got {sorted(options)}")
         out = _run_network(spec, image, device or default_device(), tile)
-    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    out = np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    if strength < 1.0:
+        start = upscale(image, spec.scale) if spec.scale > 1 else image
+        out = np.clip(start + np.float32(strength) * (out - start), 0.0, 1.0).astype(np.float32, copy=False)
+    return out
 
 
 def _run_classical(spec: ModelSpec, image: np.ndarray, options: dict[str, Any]) -> np.ndarray:

@@ -50,6 +50,11 @@ class UnknownModelError(MedEnhanceError):
     """No model of that name is registered, or it does not fit the request."""
 
 
+class InvalidOptionError(MedEnhanceError):
+    """An option of :func:`models.enhance` lies outside its documented range
+    (e.g. ``strength`` outside [0, 1])."""
+
+
 class WeightsError(MedEnhanceError):
     """A weights file is missing, unreadable or does not match its checksum."""
 

@@ -59,6 +59,10 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                                 # Choices change per task and per page load; the handler validates the
                                 # name itself, so API clients are not bound to the initial choice list.
                                 allow_custom_value=True)
+            strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength",
+                                 info="1 = the model's output, 0 = the input; in between they are blended "
+                                      "(e.g. keep some of the original grain after denoising)",
+                                 elem_id="enhance-strength")
             run = gr.Button("Run", variant="primary", elem_id="enhance-run")
             preview = gr.Image(label="Input as read (8-bit display)", type="pil", format="png",
                                image_mode=None, interactive=False, height=320)
@@ -91,10 +95,11 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
         image, md, _ = handlers.inspect_upload(file_, frame_, window_)
         return handlers.preview_file(image, settings.result_ttl_s), md
 
-    def enhance(file: Any, task: str, model: str, frame: Any, window: Any):
-        """Enhance one image: (file, task, model, frame, window) -> ((before, after), markdown, PNG path)."""
-        # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)).
-        r = handlers.enhance_upload(file, task, model, frame, window,
+    def enhance(file: Any, task: str, model: str, frame: Any, window: Any, strength: Any = 1.0):
+        """Enhance one image: (file, task, model, frame, window, strength) -> ((before, after), markdown, PNG path)."""
+        # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)); strength
+        # came last, with a default, so clients written for the first five parameters keep working.
+        r = handlers.enhance_upload(file, task, model, frame, window, strength,
                                     preview_max_side=settings.preview_max_side,
                                     result_ttl_s=settings.result_ttl_s)
         return r.slider_files(settings.result_ttl_s), r.markdown, r.png_path, r.dicom_path
@@ -111,7 +116,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     task.change(_model_dropdown, task, model, **private)
     # Weights may be trained after the server started: refresh the model list on every page load.
     demo.load(_model_dropdown, task, model, **private)
-    run.click(enhance, [file, task, model, frame, window], [slider, result_md, download, dicom_path],
-              api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, window) "
-              "-> (before/after preview, markdown report, result PNG).", concurrency_id="inference",
+    run.click(enhance, [file, task, model, frame, window, strength], [slider, result_md, download, dicom_path],
+              api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, window, "
+              "strength) -> (before/after preview, markdown report, result PNG).", concurrency_id="inference",
               ).success(show_dicom, dicom_path, dicom_download, **private)

@@ -101,13 +101,14 @@ def _zero_gpu(duration: int) -> Callable[[Callable[..., Any]], Callable[..., Any
 
 
 @_zero_gpu(GPU_DURATION_S)
-def run_model(image: np.ndarray, name: str) -> np.ndarray:
+def run_model(image: np.ndarray, name: str, strength: float = 1.0) -> np.ndarray:
     """Run model ``name`` on ``image`` (float32 [0, 1], (H, W[, 3])): the studio's only model call.
 
+    ``strength`` in [0, 1] blends the output with the input (see :func:`models.enhance`).
     On ZeroGPU this runs in a GPU worker process: arguments and result are
-    plain arrays and strings so they pickle cheaply.
+    plain arrays, strings and floats so they pickle cheaply.
     """
-    return enhance(image, name)
+    return enhance(image, name, strength=strength)
 
 
 # --- choices for the UI ---------------------------------------------------------------
@@ -121,6 +122,24 @@ def window_choices() -> list[tuple[str, str]]:
         ("Full range (min…max)", "full"),
         *presets,
     ]
+
+
+def parse_strength(strength: Any) -> float:
+    """Slider/API value -> a strength in [0, 1] (``None``/``""`` -> 1, the model's output).
+
+    Raises:
+        gr.Error: not a number, or outside [0, 1].
+    """
+    if strength is None or strength == "":
+        return 1.0
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise gr.Error(f"Strength must be a number from 0 (the input) to 1 (the model's output), got "
+                       f"{printable(str(strength))[:40]!r}.", title="Bad strength", print_exception=False)
+    return value
 
 
 def parse_window(window: Any) -> None | str | tuple[float, float]:
@@ -294,6 +313,7 @@ def _as_user_errors(stage: str, path: str | None = None) -> Iterator[None]:
     except ValueError as e:  # every documented MedEnhanceError is a ValueError
         title = {"ImageReadError": "Cannot read this file", "InvalidImageError": "Unsupported image",
                  "UnknownModelError": "Unknown model", "WeightsError": "Model not available",
+                 "InvalidOptionError": "Bad option",
                  "DeidentificationError": "Cannot de-identify this file",
                  "ExportError": "Cannot export"}.get(type(e).__name__, "Bad input")
         raise gr.Error(_scrub(str(e), path) or title, title=title, print_exception=False) from None
@@ -518,6 +538,7 @@ def enhance_file(
     model: str | None,
     frame: Any = 0,
     window: Any = DEFAULT_WINDOW,
+    strength: Any = 1.0,
     *,
     preview_max_side: int = 2048,
     result_ttl_s: int = 3600,
@@ -532,6 +553,7 @@ def enhance_file(
         model: a registry name (e.g. ``"bicubic_x2"``) that fits ``task``.
         frame: frame index for multi-frame DICOM (0-based).
         window: see :func:`parse_window`.
+        strength: 0-1, see :func:`parse_strength` (1 = the model's output; optional for old clients).
         preview_max_side: long side of the browser preview; the PNG is full size.
     Returns:
         ((before, after) 8-bit PIL images of equal size for ``gr.ImageSlider``,
@@ -540,7 +562,7 @@ def enhance_file(
     Raises:
         gr.Error: for every bad input and internal error.
     """
-    r = enhance_upload(file, task, model, frame, window, preview_max_side=preview_max_side,
+    r = enhance_upload(file, task, model, frame, window, strength, preview_max_side=preview_max_side,
                        result_ttl_s=result_ttl_s)
     return r.pair, r.markdown, r.png_path
 
@@ -551,6 +573,7 @@ def enhance_upload(
     model: str | None,
     frame: Any = 0,
     window: Any = DEFAULT_WINDOW,
+    strength: Any = 1.0,
     *,
     preview_max_side: int = 2048,
     result_ttl_s: int = 3600,
@@ -567,12 +590,13 @@ def enhance_upload(
         gr.Error: for every bad input and internal error.
     """
     name = _check_model(task, model)
+    strength = parse_strength(strength)
     path = _upload_path(file)
     image, meta = load_image(path, frame, window)
     upload = prepare_upload(path, result_ttl_s)
     with _as_user_errors("enhancing the image", path):
         t0 = time.perf_counter()
-        out = run_model(image, name)
+        out = run_model(image, name, strength)
         seconds = time.perf_counter() - t0
     with _as_user_errors("saving the result", path):
         bits = result_bits(meta, out)
@@ -590,7 +614,9 @@ def enhance_upload(
         before, after, note = render.preview_pair(image, out, preview_max_side)
         h, w = out.shape[:2]
         downloads = f"{bits}-bit PNG, full resolution" + (" and a derived DICOM (de-identified)" if dicom_path else "")
-        result = (f"### Result\n\n**{name}** ran in **{render.format_duration(seconds)}** "
+        blend = "" if strength == 1.0 else (f" at strength **{strength:g}** (blended with the "
+                                             f"{'bicubic-enlarged ' if model_card(name)['scale'] > 1 else ''}input)")
+        result = (f"### Result\n\n**{name}**{blend} ran in **{render.format_duration(seconds)}** "
                   f"on {image.shape[1]} × {image.shape[0]} px → {w} × {h} px. "
                   f"Download: {downloads}.\n\n{note}\n\n{dicom_note}").rstrip()
         image_md = "### Image\n\n" + render.meta_markdown(meta.to_dict())

@@ -7,6 +7,7 @@ import torch
 from conftest import smooth_test_image
 from models import (
     InvalidImageError,
+    InvalidOptionError,
     UnknownModelError,
     WeightsError,
     enhance,
@@ -115,6 +116,22 @@ def test_classical_options_and_unknown_options(gray_image):
     assert a.std() > b.std()  # a stronger filter smooths more
     with pytest.raises(UnknownModelError, match="does not take"):
         enhance(gray_image, "gaussian", radius=3)
+
+
+@pytest.mark.parametrize("name", ["dncnn", "gaussian", "vdsr_x2", "lanczos_x2"])
+def test_strength_blends_with_what_the_model_started_from(name, gray_image):
+    from models.resample import upscale
+
+    scale = get_spec(name).scale
+    start = upscale(gray_image, scale) if scale > 1 else gray_image
+    full = enhance(gray_image, name)
+    np.testing.assert_allclose(enhance(gray_image, name, strength=0.0), np.clip(start, 0, 1), atol=1e-6)
+    np.testing.assert_array_equal(enhance(gray_image, name, strength=1.0), full)
+    np.testing.assert_allclose(enhance(gray_image, name, strength=0.4), np.clip(start + 0.4 * (full - start), 0, 1),
+                               atol=1e-6)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(InvalidOptionError, match="strength"):
+            enhance(gray_image, name, strength=bad)
 
 
 def test_bicubic_matches_torch_reference(gray_image):

@@ -54,7 +54,7 @@ def test_build_app_has_enhance_endpoint() -> None:
     # UI helper events (window re-read, model list refresh...) stay private.
     assert not any(e.startswith(("/lambda", "/on_", "/update")) for e in endpoints), list(endpoints)
     params = [p["parameter_name"] for p in endpoints["/enhance"]["parameters"]]
-    assert params == ["file", "task", "model", "frame", "window"]
+    assert params == ["file", "task", "model", "frame", "window", "strength"]
     assert len(endpoints["/enhance"]["returns"]) == 3
 
 
@@ -112,6 +112,21 @@ def test_enhance_ct_sr_gives_16bit_png_and_report() -> None:
     assert before.size == after.size == (256, 256)  # both slider halves the same size
     assert Path(path).name.startswith("medenhance_bicubic_x2_")  # generated, never the upload's name
     assert "CT" in md and "HU" in md and "bicubic_x2" in md and ("ms" in md or " s" in md)
+
+
+def test_strength_is_checked_and_reported(results_dir, tmp_path) -> None:
+    src = tmp_path / "in.png"
+    pixels = (np.indices((40, 50)).sum(0) * 3 % 256).astype(np.uint8)
+    Image.fromarray(pixels).save(src)
+    half = handlers.enhance_upload(str(src), "Denoise", "gaussian", 0, "default", "0.5")
+    full = _png_array(handlers.enhance_upload(str(src), "Denoise", "gaussian").png_path).astype(float)
+    expected = np.round((pixels + 0.5 * (full - pixels)))  # halfway between the input and the full output
+    assert np.abs(_png_array(half.png_path) - expected).max() <= 1
+    assert "at strength **0.5** (blended with the input)" in half.markdown
+    assert handlers.parse_strength(None) == handlers.parse_strength("") == 1.0
+    for bad in ("abc", 1.5, -1, "nan"):
+        with pytest.raises(gr.Error, match="Strength must be"):
+            handlers.enhance_upload(str(src), "Denoise", "gaussian", 0, "default", bad)
 
 
 @needs_ct
@@ -278,5 +293,10 @@ def test_end_to_end_gradio_client(tmp_path: Path) -> None:
                            api_name="/enhance")
         _, _, again = client.predict(handle_file(CT), "Enhance", "clahe", 0, "default", api_name="/enhance")
         assert _png_array(again).shape == (128, 128)
+        # strength, the sixth parameter (optional: the five-argument calls above still work): 0 = the input.
+        _, md0, none = client.predict(handle_file(CT), "Enhance", "clahe", 0, "default", 0.0, api_name="/enhance")
+        _, _, plain = client.predict(handle_file(CT), "Enhance", "gamma", 0, "default", 0.0, api_name="/enhance")
+        np.testing.assert_array_equal(_png_array(none), _png_array(plain))  # both are the input
+        assert "strength **0**" in md0
     finally:
         demo.close()

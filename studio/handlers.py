@@ -615,7 +615,7 @@ def enhance_upload(
         h, w = out.shape[:2]
         downloads = f"{bits}-bit PNG, full resolution" + (" and a derived DICOM (de-identified)" if dicom_path else "")
         blend = "" if strength == 1.0 else (f" at strength **{strength:g}** (blended with the "
-                                             f"{'bicubic-enlarged ' if model_card(name)['scale'] > 1 else ''}input)")
+                                             f"{'bicubic-enlarged ' if get_spec(name).scale > 1 else ''}input)")
         result = (f"### Result\n\n**{name}**{blend} ran in **{render.format_duration(seconds)}** "
                   f"on {image.shape[1]} × {image.shape[0]} px → {w} × {h} px. "
                   f"Download: {downloads}.\n\n{note}\n\n{dicom_note}").rstrip()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,11 @@ def load_or_make_split(data: str | Path, split_file: str | Path, seed: int = 0) 
     split["seed"] = seed
     split["source"] = str(Path(data).name)
     split_file.parent.mkdir(parents=True, exist_ok=True)
-    split_file.write_text(json.dumps(split, indent=1))
+    # Under torchrun every rank gets here at once: write to a private file and rename it into
+    # place, so no rank ever reads another's half-written JSON (the split is the same on all ranks).
+    tmp = split_file.with_name(f".{split_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(split, indent=1))
+    os.replace(tmp, split_file)
     return split
 
 

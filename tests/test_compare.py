@@ -12,7 +12,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported
 
 import csv  # noqa: E402
 import io  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -25,6 +24,7 @@ from PIL import Image  # noqa: E402
 from models import enhance, list_models, model_card, read_image  # noqa: E402
 from models.resample import upscale  # noqa: E402
 from studio import compare, examples, handlers, heatmap  # noqa: E402
+from studio.loadtest import free_port  # noqa: E402
 from train import metrics  # noqa: E402
 from train.degrade import bicubic_down, compose, crop_to_multiple  # noqa: E402
 from train.tasks import DENOISE_EVAL  # noqa: E402
@@ -301,12 +301,6 @@ def test_models_without_weights_are_marked_not_run(tmp_path: Path) -> None:
 
 # --- end to end: the served app through gradio_client, and the folder script ---------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @needs_ct
 def test_compare_endpoint_end_to_end_and_folder_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gradio_client import Client, handle_file
@@ -317,7 +311,7 @@ def test_compare_endpoint_end_to_end_and_folder_script(tmp_path: Path, monkeypat
 
     demo = studio.build_app()
     demo.queue(default_concurrency_limit=1, max_size=8)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                 max_file_size="64mb", quiet=True)
     try:
         client = Client(demo.local_url, verbose=False, download_files=str(tmp_path / "dl"), analytics_enabled=False)

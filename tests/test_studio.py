@@ -10,7 +10,6 @@ import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported
 
-import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -21,6 +20,7 @@ from PIL import Image  # noqa: E402
 import studio  # noqa: E402
 from models import list_models, model_card  # noqa: E402
 from studio import handlers, render  # noqa: E402
+from studio.loadtest import free_port  # noqa: E402
 
 
 from conftest import testdata as _testdata  # noqa: E402
@@ -264,19 +264,13 @@ def test_unexpected_errors_are_logged_without_file_names(monkeypatch, caplog, tm
 
 # --- end to end: a served app called through gradio_client -----------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @needs_ct
 def test_end_to_end_gradio_client(tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
     demo = studio.build_app()
     demo.queue(default_concurrency_limit=1, max_size=8)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                 max_file_size="64mb", quiet=True)
     try:
         client = Client(demo.local_url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)

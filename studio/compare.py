@@ -269,8 +269,8 @@ def no_reference_indicators(image: np.ndarray) -> dict[str, float]:
 
 
 def metric_names(colour: bool) -> tuple[str, ...]:
-    """The train.metrics scores of the table: PSNR, SSIM, MSE, SNR, and CIEDE2000 for colour images."""
-    return ("psnr", "ssim", "mse", "snr", "delta_e") if colour else ("psnr", "ssim", "mse", "snr")
+    """The train.metrics scores of the table: PSNR, SSIM, MSE, SNR, GMSD, and CIEDE2000 for colour images."""
+    return ("psnr", "ssim", "mse", "snr", "gmsd") + (("delta_e",) if colour else ())
 
 
 def border_crop(scale: int) -> int:
@@ -279,7 +279,8 @@ def border_crop(scale: int) -> int:
 
 
 # Column name in the table -> key in the scores dict.
-_SCORE_COLUMNS = {"PSNR (dB)": "psnr", "SSIM": "ssim", "MSE": "mse", "SNR (dB)": "snr", "DeltaE2000": "delta_e"}
+_SCORE_COLUMNS = {"PSNR (dB)": "psnr", "SSIM": "ssim", "MSE": "mse", "SNR (dB)": "snr",
+                  "GMSD (lower = better)": "gmsd", "DeltaE2000": "delta_e"}
 _INDICATOR_COLUMNS = {"noise sigma (est.)": "noise_sigma", "sharpness (var. of Laplacian)": "sharpness",
                       "RMS contrast": "rms_contrast"}
 _DISPLAY_DIGITS = {"psnr": 2, "snr": 2, "ssim": 4, "delta_e": 3}  # decimals; others: 4 significant digits

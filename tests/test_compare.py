@@ -77,6 +77,8 @@ def test_simulate_sr_on_real_ct_matches_train_metrics() -> None:
         assert raw.loc[label, "SSIM"] == pytest.approx(ssim, abs=1e-9)
         assert raw.loc[label, "MSE"] == pytest.approx(mse, rel=1e-9)
         assert raw.loc[label, "SNR (dB)"] == pytest.approx(snr, abs=1e-9)
+        assert raw.loc[label, "GMSD (lower = better)"] == pytest.approx(
+            metrics.gmsd(out, clean, data_range=1.0, crop=2), abs=1e-12)
         assert shown.loc[label, "PSNR (dB)"] == pytest.approx(psnr, abs=0.005)  # the browser's rounded table
         assert shown.loc[label, "SSIM"] == pytest.approx(ssim, abs=5e-5)
         assert shown.loc[label, "data range"] == 1.0 and shown.loc[label, "border crop (px)"] == 2

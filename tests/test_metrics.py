@@ -118,3 +118,33 @@ def test_score_records_range_and_crop(pair):
     s = metrics.score(pred, ref, 1.0, crop=2)
     assert s["data_range"] == 1.0 and s["border_crop"] == 2 and "delta_e" not in s
     assert s["psnr"] == pytest.approx(metrics.psnr(pred, ref, crop=2))
+
+
+def test_gmsd_known_step_edge():
+    # A vertical step edge (0 -> 1) against the same edge at half contrast. After 2x2 pooling the
+    # 8-column image has gradient magnitude 1 (reference) and 0.5 (prediction) in 2 of 8 columns
+    # and 0 elsewhere, so the similarity map is s = (2*0.5 + c) / (1 + 0.25 + c) on a quarter of
+    # the pixels and 1 on the rest: GMSD = |1 - s| * sqrt(0.25 * 0.75).
+    ref = np.zeros((8, 16))
+    ref[:, 8:] = 1.0
+    c = 170.0 / 255.0**2
+    s = (1.0 + c) / (1.25 + c)
+    assert metrics.gmsd(0.5 * ref, ref) == pytest.approx((1 - s) * math.sqrt(0.25 * 0.75), rel=1e-9)
+    assert metrics.gmsd(ref, ref) == 0.0
+    assert metrics.gmsd(np.full((8, 8), 0.2), np.full((8, 8), 0.7)) == 0.0  # no edges: nothing to disagree on
+
+
+def test_gmsd_orders_damage_and_respects_data_range():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    ref = ndimage.gaussian_filter(rng.random((96, 96)), 2)
+    ref = (ref - ref.min()) / (ref.max() - ref.min())
+    blurs = [metrics.gmsd(ndimage.gaussian_filter(ref, s), ref) for s in (0.5, 1.0, 2.0)]
+    noises = [metrics.gmsd(ref + rng.normal(0, s, ref.shape), ref) for s in (0.01, 0.03, 0.1)]
+    assert 0 < blurs[0] < blurs[1] < blurs[2]
+    assert 0 < noises[0] < noises[1] < noises[2]
+    pred = ndimage.gaussian_filter(ref, 1.0)
+    assert metrics.gmsd(pred * 255, ref * 255, data_range=255.0) == pytest.approx(metrics.gmsd(pred, ref), rel=1e-9)
+    grey3 = np.repeat(ref[..., None], 3, -1)
+    assert metrics.gmsd(np.repeat(pred[..., None], 3, -1), grey3) == pytest.approx(metrics.gmsd(pred, ref), rel=1e-9)

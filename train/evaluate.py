@@ -136,7 +136,7 @@ def evaluate(
             t = time.perf_counter()
             res = inp if n == INPUT_ROW else enhance(inp, n, **_options(n, task, noise))
             secs = time.perf_counter() - t
-            s = metrics.score(res, target, 1.0, crop, names=("psnr", "ssim", "mse") + (("delta_e",) if res.ndim == 3 else ()))
+            s = metrics.score(res, target, 1.0, crop, names=("psnr", "ssim", "gmsd") + (("delta_e",) if res.ndim == 3 else ()))
             s["seconds"] = secs
             for k, v in s.items():
                 per[n].setdefault(k, []).append(v)
@@ -164,6 +164,8 @@ def evaluate(
         if task == "sr":
             row["gain_vs_lanczos_db"] = round(m["psnr"] - mean[rows_for[1]]["psnr"], 3)
         row["ssim_vs_" + ("bicubic" if task == "sr" else "input")] = round(m["ssim"] - mean[ref_name]["ssim"], 4)
+        # Perceptual quality next to PSNR (lower is better): how the GAN models are judged.
+        row["gmsd"] = round(m["gmsd"], 4)
         if "delta_e" in m:
             row["delta_e"] = round(m["delta_e"], 3)
         row.update({

@@ -20,7 +20,8 @@ rm -rf "$OUT/colour-data"
 
 # Other sites: unprocessed radiographs shipped by registry packages (pydicom-data; deid-data if installed),
 # never used for training or model selection, downscaled to the training scale (640 px).
-EXT="$OUT/external-data"
+# The folder is named "external": table titles name it, and README.md's tables carry that title.
+EXT="$(mktemp -d)/external"
 $PY scripts/external_radiographs.py "$EXT" > /dev/null
 XOUT="$OUT/external"
 $PY -m train eval --task sr --scale 2 --models srcnn_x2,vdsr_x2,edsr_x2 --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 0 --write-cards
@@ -29,4 +30,4 @@ for noise in gaussian poisson rician; do
   $PY -m train eval --task denoise --noise "$noise" --models dncnn,dae --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 done
 $PY -m train eval --task enhance --models gated_enhance --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
-rm -rf "$EXT"
+rm -rf "$(dirname "$EXT")"

@@ -98,6 +98,12 @@ def _ssim_cs(p: np.ndarray, r: np.ndarray, data_range: float) -> tuple[float, fl
     return float(_crop(lum * cs, 5).mean()), float(_crop(cs, 5).mean())
 
 
+def _pool2(a: np.ndarray) -> np.ndarray:
+    """2x2 average pooling of an (H, W) array (an odd last row/column is dropped)."""
+    h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
+    return a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
 def ms_ssim(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, crop: int = 0) -> float:
     """Multi-scale SSIM (5 scales, 2x2 average pooling between scales, standard weights).
 
@@ -117,9 +123,7 @@ def ms_ssim(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, crop: in
         s, cs = _ssim_cs(p, r, data_range)
         vals.append(max(s if i == n - 1 else cs, 1e-12))  # luminance only at the coarsest scale
         if i < n - 1:
-            h, wd = (p.shape[0] // 2) * 2, (p.shape[1] // 2) * 2
-            p = p[:h, :wd].reshape(h // 2, 2, wd // 2, 2).mean(axis=(1, 3))
-            r = r[:h, :wd].reshape(h // 2, 2, wd // 2, 2).mean(axis=(1, 3))
+            p, r = _pool2(p), _pool2(r)
     return float(np.prod(np.array(vals) ** w))
 
 
@@ -149,8 +153,7 @@ def gmsd(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, crop: int =
     c = 170.0 / 255.0**2
 
     def magnitude(a: np.ndarray) -> np.ndarray:
-        h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
-        a = a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        a = _pool2(a)
         gx = ndimage.correlate(a, _PREWITT, mode="nearest")
         gy = ndimage.correlate(a, _PREWITT.T, mode="nearest")
         return np.sqrt(gx * gx + gy * gy)

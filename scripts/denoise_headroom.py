@@ -35,7 +35,7 @@ from models import enhance  # noqa: E402
 from train import degrade, metrics  # noqa: E402
 from train.data import load_images, load_or_make_split  # noqa: E402
 from train.evaluate import external_split, fit_side  # noqa: E402
-from train.tasks import _eval_noise  # noqa: E402
+from train.tasks import TASKS  # noqa: E402
 
 SIGMA = 0.05  # the denoising target's added Gaussian noise (train.tasks.DENOISE_EVAL)
 
@@ -51,7 +51,7 @@ def score(refs: list[np.ndarray], methods: list[str], device: str) -> dict[str, 
     """Per-image PSNR of every method on ``refs`` ((H, W) float32 [0, 1]) with the eval's seeded noise."""
     rows: dict[str, list[float]] = {"input": [], **{m: [] for m in methods}}
     for i, ref in enumerate(refs):
-        noisy = _eval_noise(ref, 1, seed=i, kind="gaussian")
+        noisy = TASKS["denoise"].eval_degrade(ref, 1, seed=i, kind="gaussian")
         rows["input"].append(metrics.psnr(noisy, ref, 1.0))
         for m in methods:
             opts = {"sigma": SIGMA} if m == "nlm" else {"device": device}

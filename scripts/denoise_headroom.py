@@ -35,9 +35,9 @@ from models import enhance  # noqa: E402
 from train import degrade, metrics  # noqa: E402
 from train.data import load_images, load_or_make_split  # noqa: E402
 from train.evaluate import external_split, fit_side  # noqa: E402
-from train.tasks import TASKS  # noqa: E402
+from train.tasks import DENOISE_EVAL, TASKS  # noqa: E402
 
-SIGMA = 0.05  # the denoising target's added Gaussian noise (train.tasks.DENOISE_EVAL)
+SIGMA = DENOISE_EVAL["gaussian"][1]["sigma"]  # the denoising target's added Gaussian noise (0.05)
 
 
 def oracle_psnr(ref_sigma: float, sigma: float = SIGMA) -> float:
@@ -59,8 +59,8 @@ def score(refs: list[np.ndarray], methods: list[str], device: str) -> dict[str, 
     return rows
 
 
-def report(title: str, refs: list[np.ndarray], methods: list[str], device: str) -> None:
-    """Print mean ref_sigma, oracle and measured PSNRs, and each network's gain over NLM."""
+def report(title: str, refs: list[np.ndarray], methods: list[str], device: str) -> list[float]:
+    """Print mean ref_sigma, oracle and measured PSNRs, and each network's gain over NLM; return the ref_sigmas."""
     sig = [float(estimate_sigma(r)) for r in refs]
     rows = score(refs, methods, device)
     print(f"\n{title}: {len(refs)} images, reference noise sigma median {np.median(sig):.4f} "
@@ -73,6 +73,7 @@ def report(title: str, refs: list[np.ndarray], methods: list[str], device: str) 
         if m != "nlm":
             d = np.array(rows[m]) - np.array(rows["nlm"])
             print(f"  corr(ref_sigma, {m} - nlm) = {np.corrcoef(sig, d)[0, 1]:+.2f}")
+    return sig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.models.split(",")
     split = load_or_make_split(args.data, args.split)
     refs = [im.pixels for im in load_images(args.data, split["test"])]
-    report("held-out patients", refs, methods, args.device)
+    ref_sigmas = report("held-out patients", refs, methods, args.device)
     if args.external:
         ext = [fit_side(im, 640).pixels for im in load_images(args.external, external_split(args.external)["external"])]
         report("other sites, clean references", ext, methods, args.device)
-        added = float(np.median([estimate_sigma(r) for r in refs]))
+        added = float(np.median(ref_sigmas))
         noisy_refs = [degrade.gaussian_noise(r, sigma=added, seed=1000 + i) for i, r in enumerate(ext)]
         report(f"other sites, references given the held-out median noise (sigma {added:.4f})",
                noisy_refs, methods, args.device)

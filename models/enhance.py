@@ -10,6 +10,7 @@ import torch
 
 from .colour import apply_on_luma
 from .device import default_device, pick_plan, run
+from .ensemble import self_ensemble
 from .errors import InvalidImageError, InvalidOptionError, UnknownModelError
 from .loading import load_network
 from .registry import ModelSpec, get_spec
@@ -65,6 +66,7 @@ def enhance(
     device: str | None = None,
     tile: int | None = None,
     strength: float = 1.0,
+    ensemble: bool = False,
     **options: Any,
 ) -> np.ndarray:
     """Run a registered model (network or classical baseline) on one image.
@@ -79,6 +81,9 @@ def enhance(
             from: 1 = the model's output, 0 = the input (for super-resolution
             the input enlarged by bicubic interpolation). A reader may want a
             denoiser's output at 0.7 to keep some of the original grain.
+        ensemble: average the model's outputs over the 8 rotations and flips
+            of the input (geometric self-ensemble, :mod:`models.ensemble`):
+            8x the time for a slightly better, never sharper-than-real result.
         **options: classical baselines' documented options (e.g. ``sigma`` for
             non-local means), overriding the registered defaults.
     Returns:
@@ -98,11 +103,13 @@ def enhance(
             f"{spec.name} would produce {h * w * spec.scale**2:,} pixels; the limit is {MAX_OUTPUT_PIXELS:,}"
         )
     if spec.kind == "classical":
-        out = _run_classical(spec, image, options)
+        run_one = lambda im: _run_classical(spec, im, options)  # noqa: E731
     else:
         if options:
             raise UnknownModelError(f"{spec.name} takes no options, got {sorted(options)}")
-        out = _run_network(spec, image, device or default_device(), tile)
+        dev = device or default_device()
+        run_one = lambda im: _run_network(spec, im, dev, tile)  # noqa: E731
+    out = self_ensemble(run_one, image) if ensemble else run_one(image)
     out = np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
     if strength < 1.0:
         start = upscale(image, spec.scale) if spec.scale > 1 else image

@@ -227,3 +227,44 @@ def test_every_architecture_round_trips_through_safetensors(name, tmp_path):
     for a, b in zip(module.state_dict().values(), fresh.state_dict().values()):
         assert torch.equal(a, b)
     assert read_metadata(path) == {"model": name}
+
+
+# --- geometric self-ensemble ---------------------------------------------------------
+
+@pytest.mark.parametrize("colour", [False, True], ids=["gray", "rgb"])
+def test_dihedral_transforms_are_the_eight_distinct_symmetries_and_invert(colour):
+    from models.ensemble import TRANSFORMS, dihedral, undo_dihedral
+
+    img = smooth_test_image(6, 9, seed=2, colour=colour)
+    seen = set()
+    for k in TRANSFORMS:
+        t = dihedral(img, k)
+        assert t.shape[:2] == ((6, 9) if k % 2 == 0 else (9, 6)) and t.shape[2:] == img.shape[2:]
+        np.testing.assert_array_equal(undo_dihedral(t, k), img)
+        seen.add(t.tobytes() + bytes(t.shape))
+    assert len(seen) == 8  # an asymmetric image gives eight different copies
+    with pytest.raises(ValueError, match="0..7"):
+        dihedral(img, 8)
+
+
+def test_self_ensemble_averages_the_undone_outputs():
+    from models.ensemble import self_ensemble
+
+    img = smooth_test_image(8, 10, seed=5)
+    # An equivariant map (pixelwise square, x2 nearest upscaling) is unchanged by the ensemble ...
+    equivariant = lambda a: np.repeat(np.repeat(a**2, 2, 0), 2, 1)  # noqa: E731
+    np.testing.assert_allclose(self_ensemble(equivariant, img), equivariant(img), atol=1e-7)
+    # ... a map that depends on orientation (shift down one row, wrapping) becomes its mean over the
+    # orientations: each of the four directions twice (mirroring left-right keeps "down" down).
+    shift = lambda a: np.roll(a, 1, axis=0)  # noqa: E731
+    mean = (np.roll(img, 1, 0) + np.roll(img, -1, 0) + np.roll(img, 1, 1) + np.roll(img, -1, 1)) / 4
+    np.testing.assert_allclose(self_ensemble(shift, img), mean, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_ensemble_output_keeps_the_contract_and_stays_close(name):
+    img = smooth_test_image(24, 30, seed=6)
+    plain, ens = enhance(img, name), enhance(img, name, ensemble=True)
+    assert ens.shape == plain.shape and ens.dtype == np.float32
+    assert ens.min() >= 0 and ens.max() <= 1
+    assert np.abs(ens - plain).mean() < 0.02  # the same model, only averaged over orientations

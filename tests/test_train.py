@@ -232,3 +232,16 @@ def test_denoiser_fit_validates_on_plain_and_varied_crops(tiny_dataset, tmp_path
     t = read_metadata(tmp_path / "dncnn.safetensors")["training"]
     assert t["val_images"] >= 1 and t["val_varied_copies"] == t["val_images"]  # copies counted apart
     assert "clean targets varied" in t["degradation"]
+
+
+def test_eval_ensemble_adds_an_x8_row_per_network(tiny_dataset, tmp_path):
+    res = tmp_path / "ens"
+    assert train_main(["eval", "--task", "denoise", "--models", "dncnn", "--ensemble", "--subset", "external",
+                       "--data", str(tiny_dataset), "--max-side", "48", "--limit", "3", "--maps", "0",
+                       "--out", str(res)]) == 0
+    rows = {r["model"]: r for r in csv.DictReader(open(res / "denoise_gaussian_external.csv"))}
+    assert "dncnn+x8" in rows and "nlm+x8" not in rows  # only networks get an ensemble row
+    assert rows["dncnn+x8"]["params"] == rows["dncnn"]["params"] and rows["dncnn+x8"]["kind"] == "network"
+    # Same weights averaged over orientations: close to the plain row, far above the noisy input.
+    assert abs(float(rows["dncnn+x8"]["psnr"]) - float(rows["dncnn"]["psnr"])) < 0.5
+    assert float(rows["dncnn+x8"]["psnr"]) > float(rows["input (no processing)"]["psnr"]) + 3

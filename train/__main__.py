@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--colour", action="store_true", help="keep colour images in colour (DeltaE is reported)")
     e.add_argument("--maps", type=int, default=2, help="write absolute-error maps of the first N images")
     e.add_argument("--out", default="results", help="folder for the CSV, markdown table and error maps")
+    e.add_argument("--ensemble", action="store_true",
+                   help="also score each network with the x8 geometric self-ensemble (rows named <model>+x8; 8x slower)")
     e.add_argument("--write-cards", action="store_true", help="store the scores in each network's weights metadata")
     e.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         [m for m in args.models.split(",") if m], task=args.task, scale=args.scale, data=args.data,
         split_file=args.split_file, subset=args.subset, limit=args.limit, out_dir=args.out,
         write_cards=args.write_cards, noise=args.noise, maps=args.maps, colour=args.colour,
-        max_side=args.max_side,
+        max_side=args.max_side, ensemble=args.ensemble,
     )
     return 0
 

@@ -31,13 +31,20 @@ from .degrade import crop_to_multiple
 from .tasks import DENOISE_EVAL, TASKS, _eval_noise
 
 INPUT_ROW = "input (no processing)"
+# Rows of a network run with the x8 geometric self-ensemble (models.ensemble) are named "<model>+x8".
+ENSEMBLE_SUFFIX = "+x8"
+
+
+def base_name(row: str) -> str:
+    """The registry name behind a table row (``"edsr_x2+x8"`` -> ``"edsr_x2"``)."""
+    return row.removesuffix(ENSEMBLE_SUFFIX)
 
 
 def param_count(name: str) -> int:
     """Trainable parameters of a network (0 for classical baselines and the input row)."""
-    if name == INPUT_ROW or get_spec(name).kind != "network":
+    if name == INPUT_ROW or get_spec(base_name(name)).kind != "network":
         return 0
-    return sum(p.numel() for p in load_network(get_spec(name), "cpu").parameters())
+    return sum(p.numel() for p in load_network(get_spec(base_name(name)), "cpu").parameters())
 
 
 def external_split(data: str | Path) -> dict[str, Any]:
@@ -70,7 +77,8 @@ def _options(name: str, task: str, noise: str) -> dict[str, Any]:
     return {}
 
 
-def _row_names(names: list[str], task: str, scale: int) -> list[str]:
+def _row_names(names: list[str], task: str, scale: int, ensemble: bool = False) -> list[str]:
+    """Baseline rows, then ``names``; with ``ensemble`` each network once more as ``<name>+x8``."""
     if task == "sr":
         base = [f"bicubic_x{scale}", f"lanczos_x{scale}"]
     else:
@@ -80,6 +88,8 @@ def _row_names(names: list[str], task: str, scale: int) -> list[str]:
         spec = get_spec(n)
         if spec.task != task or spec.scale != scale:
             raise ValueError(f"{n} is a {spec.task} x{spec.scale} model, not {task} x{scale}")
+    if ensemble:
+        out += [n + ENSEMBLE_SUFFIX for n in out if n != INPUT_ROW and get_spec(n).kind == "network"]
     return out
 
 
@@ -97,6 +107,7 @@ def evaluate(
     maps: int = 2,
     colour: bool = False,
     max_side: int = 0,
+    ensemble: bool = False,
 ) -> list[dict[str, Any]]:
     """Score ``names`` (plus baseline rows) on the ``subset`` images of the split.
 
@@ -104,7 +115,9 @@ def evaluate(
     split: data from another site that no model was trained or selected on.
     ``max_side`` > 0 first downscales (antialiased) images whose longer side
     exceeds it, so full-resolution radiographs match the scale the models were
-    trained at (the Hannover PNGs are 640 px).
+    trained at (the Hannover PNGs are 640 px). ``ensemble`` adds a row
+    ``<model>+x8`` per network: the same weights with the x8 geometric
+    self-ensemble (:mod:`models.ensemble`).
 
     Degradation: the task's fixed evaluation degradation (:mod:`train.tasks`;
     for denoising the ``noise`` kind), seeded per image. Metrics on [0, 1]
@@ -116,7 +129,7 @@ def evaluate(
 
     scale = scale if task == "sr" else 1
     crop = scale if task == "sr" else 0
-    rows_for = _row_names(names, task, scale)
+    rows_for = _row_names(names, task, scale, ensemble)
     split = external_split(data) if subset == "external" else load_or_make_split(data, split_file or DEFAULT_SPLIT)
     ids = split[subset][:limit] if limit else split[subset]
     images = [fit_side(im, max_side) for im in load_images(data, ids, grayscale=not colour)]
@@ -134,7 +147,8 @@ def evaluate(
             inp = TASKS[task].eval_degrade(target, scale, i)
         for n in rows_for:
             t = time.perf_counter()
-            res = inp if n == INPUT_ROW else enhance(inp, n, **_options(n, task, noise))
+            res = inp if n == INPUT_ROW else enhance(inp, base_name(n), ensemble=n != base_name(n),
+                                                      **_options(n, task, noise))
             secs = time.perf_counter() - t
             s = metrics.score(res, target, 1.0, crop, names=("psnr", "ssim", "gmsd") + (("delta_e",) if res.ndim == 3 else ()))
             s["seconds"] = secs
@@ -155,7 +169,7 @@ def evaluate(
         m = mean[n]
         row = {
             "model": n,
-            "kind": "input" if n == INPUT_ROW else get_spec(n).kind,
+            "kind": "input" if n == INPUT_ROW else get_spec(base_name(n)).kind,
             "params": param_count(n),
             "psnr": round(m["psnr"], 3),
             "ssim": round(m["ssim"], 4),
@@ -197,10 +211,11 @@ def evaluate(
     if write_cards:
         for r in rows:
             if r["kind"] == "network":
-                update_metadata(weights_path(get_spec(r["model"])), {f"{subset}_{tag}": {
+                name, ens = base_name(r["model"]), r["model"] != base_name(r["model"])
+                update_metadata(weights_path(get_spec(name)), {f"{subset}_{tag}" + ("_ensemble_x8" if ens else ""): {
                     **{k: v for k, v in r.items() if k not in ("model", "kind", "params")},
                     "baseline": {"model": ref_name, "psnr": mean[ref_name]["psnr"], "ssim": mean[ref_name]["ssim"]},
-                    "command": f"python -m train eval --task {task} --models {r['model']}"
+                    "command": f"python -m train eval --task {task} --models {name}" + (" --ensemble" if ens else "")
                     + (f" --scale {scale}" if task == "sr" else "") + (f" --noise {noise}" if task == "denoise" else "")
                     + (" --colour" if colour else "")
                     + (f" --subset external --data {data}" if subset == "external" else "")

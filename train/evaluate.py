@@ -210,12 +210,12 @@ def evaluate(
 
     if write_cards:
         for r in rows:
-            if r["kind"] == "network":
-                name, ens = base_name(r["model"]), r["model"] != base_name(r["model"])
-                update_metadata(weights_path(get_spec(name)), {f"{subset}_{tag}" + ("_ensemble_x8" if ens else ""): {
+            # Cards describe the weights as the studio runs them: one pass, so no "+x8" rows.
+            if r["kind"] == "network" and r["model"] == base_name(r["model"]):
+                update_metadata(weights_path(get_spec(r["model"])), {f"{subset}_{tag}": {
                     **{k: v for k, v in r.items() if k not in ("model", "kind", "params")},
                     "baseline": {"model": ref_name, "psnr": mean[ref_name]["psnr"], "ssim": mean[ref_name]["ssim"]},
-                    "command": f"python -m train eval --task {task} --models {name}" + (" --ensemble" if ens else "")
+                    "command": f"python -m train eval --task {task} --models {r['model']}"
                     + (f" --scale {scale}" if task == "sr" else "") + (f" --noise {noise}" if task == "denoise" else "")
                     + (" --colour" if colour else "")
                     + (f" --subset external --data {data}" if subset == "external" else "")

@@ -32,7 +32,7 @@ class FitConfig:
     d_feats: int = 32
     val_every: int = 250
     # Whole validation images by default: on the Hannover radiographs, 256 px centre crops (mostly smooth
-    # mediastinum) moved about a third as much as the held-out test images between training stages, so
+    # mediastinum) moved a quarter to a half as much as the held-out test images between training stages, so
     # best-on-validation selection was nearly blind. Set a crop (HR px) for large images on a small machine.
     val_crop: int = 0
     select_by: str = "psnr"  # best-on-validation: psnr, ssim, or perceptual (lowest feature distance with PSNR >= bicubic)

@@ -54,7 +54,7 @@ register(ModelSpec(
     "srresnet_x4", "sr", 4, 1,
     "SRResNet x4 (Ledig et al. 2017): 8 residual blocks x 48 features with PReLU, batch norm removed, "
     "residual over bicubic; "
-    "trained with L1 (PSNR-oriented). Also the starting point of srgan_x4.",
+    "trained with L1, the last stage with MSE (PSNR-oriented). Also the starting point of srgan_x4.",
     weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
 ))
 register(ModelSpec(

@@ -46,7 +46,8 @@ for s in (2, 4):
     register(ModelSpec(
         f"edsr_x{s}", "sr", s, 1,
         f"EDSR-baseline-style x{s} (Lim et al. 2017): 8 residual blocks x 48 features, no batch norm, "
-        "pixel-shuffle upsampling, residual over bicubic. Trained on Hannover chest radiographs, patient-level split.",
+        "pixel-shuffle upsampling, residual over bicubic. Trained on Hannover chest radiographs, patient-level split, "
+        + ("with L1, the last stage with MSE (PSNR-oriented)." if s == 4 else "with L1."),
         weights=f"edsr_x{s}.safetensors", build=partial(EDSR, scale=s),
     ))
 
@@ -54,7 +55,7 @@ register(ModelSpec(
     "srresnet_x4", "sr", 4, 1,
     "SRResNet x4 (Ledig et al. 2017): 8 residual blocks x 48 features with PReLU, batch norm removed, "
     "residual over bicubic; "
-    "trained with L1, the last stage with MSE (PSNR-oriented). Also the starting point of srgan_x4.",
+    "trained with L1, the last two stages with MSE (PSNR-oriented). Also the starting point of srgan_x4.",
     weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
 ))
 register(ModelSpec(
@@ -67,7 +68,7 @@ register(ModelSpec(
     "rrdbnet_x4", "sr", 4, 1,
     "RRDBNet x4 (Wang et al. 2018, the ESRGAN generator): 4 RRDB blocks, 32 features, growth 16, "
     "residual over bicubic; "
-    "trained with L1 (PSNR-oriented). Also the starting point of esrgan_x4.",
+    "trained with L1, the last stage with MSE (PSNR-oriented). Also the starting point of esrgan_x4.",
     weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4),
 ))
 register(ModelSpec(

@@ -38,7 +38,8 @@ for s in (2, 4):
     register(ModelSpec(
         f"vdsr_x{s}", "sr", s, 1,
         f"VDSR (Kim et al. 2016) x{s}: 20 conv layers, 32 channels, residual over bicubic. "
-        "Trained on Hannover chest radiographs, patient-level split.",
+        "Trained on Hannover chest radiographs, patient-level split, "
+        + ("with L1, the last stage with MSE (PSNR-oriented)." if s == 4 else "with L1."),
         weights=f"vdsr_x{s}.safetensors", build=partial(VDSR, scale=s),
     ))
 

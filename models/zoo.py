@@ -32,7 +32,8 @@ for s in (2, 4):
     register(ModelSpec(
         f"srcnn_x{s}", "sr", s, 1,
         f"SRCNN 9-5-5 (Dong et al. 2016) x{s}, 57k parameters, refining a bicubic upsample with a global "
-        "residual connection. Trained on Hannover chest radiographs, patient-level split.",
+        "residual connection. Trained on Hannover chest radiographs, patient-level split, "
+        + ("with L1, the last stage with MSE (PSNR-oriented)." if s == 2 else "with L1."),
         weights=f"srcnn_x{s}.safetensors", build=partial(SRCNN, scale=s),
     ))
     register(ModelSpec(

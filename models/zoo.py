@@ -28,19 +28,28 @@ register(ModelSpec("median", "denoise", 1, 0, "Median filter, 3x3, per channel."
 register(ModelSpec("nlm", "denoise", 1, 0, "Non-local means (scikit-image fast mode); noise sigma estimated unless given.", fn=classical.non_local_means, options={"sigma": None, "h_factor": 0.8}))
 
 # --- networks --------------------------------------------------------------------
+# Shipped weights whose last training stage used MSE after the L1 stages (README, Super-resolution).
+_MSE_LAST_STAGE = {"srcnn_x2", "vdsr_x4", "edsr_x4"}
+
+
+def _losses(name: str) -> str:
+    """The card's sentence on the training losses of ``name``'s shipped weights."""
+    return "with L1, the last stage with MSE (PSNR-oriented)." if name in _MSE_LAST_STAGE else "with L1."
+
+
 for s in (2, 4):
     register(ModelSpec(
         f"srcnn_x{s}", "sr", s, 1,
         f"SRCNN 9-5-5 (Dong et al. 2016) x{s}, 57k parameters, refining a bicubic upsample with a global "
         "residual connection. Trained on Hannover chest radiographs, patient-level split, "
-        + ("with L1, the last stage with MSE (PSNR-oriented)." if s == 2 else "with L1."),
+        + _losses(f"srcnn_x{s}"),
         weights=f"srcnn_x{s}.safetensors", build=partial(SRCNN, scale=s),
     ))
     register(ModelSpec(
         f"vdsr_x{s}", "sr", s, 1,
         f"VDSR (Kim et al. 2016) x{s}: 20 conv layers, 32 channels, residual over bicubic. "
         "Trained on Hannover chest radiographs, patient-level split, "
-        + ("with L1, the last stage with MSE (PSNR-oriented)." if s == 4 else "with L1."),
+        + _losses(f"vdsr_x{s}"),
         weights=f"vdsr_x{s}.safetensors", build=partial(VDSR, scale=s),
     ))
 
@@ -49,7 +58,7 @@ for s in (2, 4):
         f"edsr_x{s}", "sr", s, 1,
         f"EDSR-baseline-style x{s} (Lim et al. 2017): 8 residual blocks x 48 features, no batch norm, "
         "pixel-shuffle upsampling, residual over bicubic. Trained on Hannover chest radiographs, patient-level split, "
-        + ("with L1, the last stage with MSE (PSNR-oriented)." if s == 4 else "with L1."),
+        + _losses(f"edsr_x{s}"),
         weights=f"edsr_x{s}.safetensors", build=partial(EDSR, scale=s),
     ))
 

@@ -28,13 +28,15 @@ register(ModelSpec("median", "denoise", 1, 0, "Median filter, 3x3, per channel."
 register(ModelSpec("nlm", "denoise", 1, 0, "Non-local means (scikit-image fast mode); noise sigma estimated unless given.", fn=classical.non_local_means, options={"sigma": None, "h_factor": 0.8}))
 
 # --- networks --------------------------------------------------------------------
-# Shipped weights whose last training stage used MSE after the L1 stages (README, Super-resolution).
-_MSE_LAST_STAGE = {"srcnn_x2", "vdsr_x4", "edsr_x4"}
+# Shipped weights with an MSE stage after the L1 stages (README, Super-resolution); the rest used L1 only.
+_MSE_LAST = "with L1, the last stage with MSE (PSNR-oriented)."
+_LOSSES = {"srcnn_x2": _MSE_LAST, "edsr_x4": _MSE_LAST,
+           "vdsr_x4": "with L1 except the 4th of 5 stages, with MSE (PSNR-oriented)."}
 
 
 def _losses(name: str) -> str:
     """The card's sentence on the training losses of ``name``'s shipped weights."""
-    return "with L1, the last stage with MSE (PSNR-oriented)." if name in _MSE_LAST_STAGE else "with L1."
+    return _LOSSES.get(name, "with L1.")
 
 
 for s in (2, 4):

@@ -28,7 +28,8 @@ register(ModelSpec("median", "denoise", 1, 0, "Median filter, 3x3, per channel."
 register(ModelSpec("nlm", "denoise", 1, 0, "Non-local means (scikit-image fast mode); noise sigma estimated unless given.", fn=classical.non_local_means, options={"sigma": None, "h_factor": 0.8}))
 
 # --- networks --------------------------------------------------------------------
-# Shipped weights with an MSE stage after the L1 stages (README, Super-resolution); the rest used L1 only.
+# Loss sentence of the SR cards below: these weights had an MSE stage after the L1 stages (README,
+# Super-resolution); SRResNet and RRDBNet x4 say so in their own descriptions; the rest used L1 only.
 _MSE_LAST = "with L1, the last stage with MSE (PSNR-oriented)."
 _LOSSES = {"srcnn_x2": _MSE_LAST, "edsr_x4": _MSE_LAST,
            "vdsr_x4": "with L1 except the 4th of 5 stages, with MSE (PSNR-oriented)."}

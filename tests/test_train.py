@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import smooth_test_image
 from models.loading import read_metadata
 from train.__main__ import main as train_main
-from train.data import find_images, load_or_make_split, make_split
+from train.data import find_images, load_or_make_split, make_split, sample_patches_on
 from train.degrade import bicubic_down
 
 

@@ -8,7 +8,9 @@
 * :func:`load_images` reads them with the studio's own reader
   (:func:`models.read_image`), so training sees exactly what users upload.
 * :func:`sample_patches` draws an augmented batch of patches (torchvision
-  ``transforms.v2``: random crop, flips, 90-degree rotations).
+  ``transforms.v2``: random crop, flips, 90-degree rotations);
+  :func:`sample_patches_on` draws the same distribution from images already on
+  a GPU, so a fast accelerator is not starved by one CPU core cutting patches.
 """
 
 from __future__ import annotations
@@ -142,3 +144,30 @@ def sample_patches(images: list[Image], batch: int, transform: v2.Transform, rng
         t = torch.from_numpy(img[None] if img.ndim == 2 else img.transpose(2, 0, 1))
         out.append(transform(t))
     return torch.stack(out).contiguous()
+
+
+def sample_patches_on(images: list[torch.Tensor], batch: int, patch: int, rng: random.Random,
+                      gen: torch.Generator) -> torch.Tensor:
+    """Like :func:`sample_patches`, from (C, H, W) float32 tensors already on the training device.
+
+    Same distribution (uniform image, uniform crop position, all 8 flip/rot90
+    variants), but cut and augmented where the images live. Image choice and
+    crop offsets come from ``rng``; the flips from ``gen`` (a CPU generator).
+
+    Returns:
+        (batch, C, patch, patch) float32 on the images' device, values in [0, 1].
+    """
+    out = []
+    for _ in range(batch):
+        img = rng.choice(images)
+        h, w = img.shape[-2:]
+        if h < patch or w < patch:
+            raise ValueError(f"image of {h}x{w} px is smaller than the {patch} px patch")
+        y, x = rng.randrange(h - patch + 1), rng.randrange(w - patch + 1)
+        out.append(img[:, y : y + patch, x : x + patch])
+    x = torch.stack(out)
+    flips = torch.rand(3, batch, generator=gen) < 0.5  # horizontal, vertical, transpose
+    m = [f.to(x.device).view(batch, 1, 1, 1) for f in flips]
+    x = torch.where(m[0], x.flip(-1), x)
+    x = torch.where(m[1], x.flip(-2), x)
+    return torch.where(m[2], x.transpose(-1, -2), x).contiguous()

@@ -190,6 +190,19 @@ def test_register_rejects_duplicates_and_bad_specs():
         register(ModelSpec("_x", "colourise", 1, 0, "x", fn=lambda i: i))
 
 
+def test_plan_probe_is_a_real_crop_and_larger_on_a_gpu():
+    """Plans are timed on a real image: 96 px on the CPU (as always), 256 px on a GPU (launch overhead)."""
+    from skimage import data
+
+    from models.device import _probe_image, probe_side
+
+    assert probe_side("cpu") == 96 and probe_side("cuda") == 256
+    cam = torch.from_numpy(data.camera().astype(np.float32) / 255)
+    small, large = _probe_image(3, probe_side("cpu")), _probe_image(1, probe_side("cuda"))
+    assert small.shape == (1, 3, 96, 96) and torch.equal(small[0, 2], cam[200:296, 200:296])
+    assert large.shape == (1, 1, 256, 256) and torch.equal(large[0, 0], cam[128:384, 128:384])
+
+
 @pytest.mark.parametrize("name", NETWORKS)
 def test_fast_plans_keep_fidelity(name, monkeypatch):
     """The automatically chosen plan (bf16 / channels-last...) agrees with fp32 to >= 50 dB on a real image."""

@@ -69,7 +69,8 @@ register(ModelSpec(
     "srresnet_x4", "sr", 4, 1,
     "SRResNet x4 (Ledig et al. 2017): 8 residual blocks x 48 features with PReLU, batch norm removed, "
     "residual over bicubic; "
-    "trained with L1, the last two stages with MSE (PSNR-oriented). Also the starting point of srgan_x4.",
+    "trained with L1, then MSE (PSNR-oriented): two MSE stages on the CPU, the last three on an H100. An earlier "
+    "stage is the starting point of srgan_x4.",
     weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
 ))
 register(ModelSpec(
@@ -82,7 +83,8 @@ register(ModelSpec(
     "rrdbnet_x4", "sr", 4, 1,
     "RRDBNet x4 (Wang et al. 2018, the ESRGAN generator): 4 RRDB blocks, 32 features, growth 16, "
     "residual over bicubic; "
-    "trained with L1, the last stage with MSE (PSNR-oriented). Also the starting point of esrgan_x4.",
+    "trained with L1, then MSE (PSNR-oriented): one MSE stage on the CPU, the last two on an H100. An earlier "
+    "stage is the starting point of esrgan_x4.",
     weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4),
 ))
 register(ModelSpec(

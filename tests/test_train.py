@@ -49,6 +49,35 @@ def test_split_is_by_patient_and_deterministic(tiny_dataset, tmp_path):
     assert json.loads(split_file.read_text())["test"] == s1["test"]
 
 
+def test_device_patch_sampler_cuts_real_crops_in_all_eight_orientations():
+    """The GPU path's sampler (run here on CPU tensors): every patch is a flip/rot90 of a crop of an input image."""
+    import random
+
+    import torch
+
+    imgs = [torch.from_numpy(smooth_test_image(40, 50, seed=s))[None] for s in range(3)]
+    a = sample_patches_on(imgs, 64, 16, random.Random(0), torch.Generator().manual_seed(0))
+    b = sample_patches_on(imgs, 64, 16, random.Random(0), torch.Generator().manual_seed(0))
+    assert a.shape == (64, 1, 16, 16) and a.dtype == torch.float32 and torch.equal(a, b)  # seeded
+    variants = [(t, fh, fv) for t in (0, 1) for fh in (0, 1) for fv in (0, 1)]
+    seen = set()
+    for p in a:
+        found = None
+        for k, (t, fh, fv) in enumerate(variants):
+            q = p.transpose(-1, -2) if t else p  # undo in reverse order: the transpose was applied last
+            q = q.flip(-2) if fv else q
+            q = q.flip(-1) if fh else q
+            if any(torch.equal(q, im[:, y : y + 16, x : x + 16]) for im in imgs
+                   for y in range(im.shape[1] - 15) for x in range(im.shape[2] - 15)):
+                found = k
+                break
+        assert found is not None, "a patch is not an augmented crop of any input image"
+        seen.add(found)
+    assert len(seen) == 8
+    with pytest.raises(ValueError, match="smaller than"):
+        sample_patches_on(imgs, 1, 64, random.Random(0), torch.Generator())
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_bicubic_down_shapes(scale):
     img = smooth_test_image(50, 63)

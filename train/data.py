@@ -132,6 +132,11 @@ def augmentation(patch: int) -> v2.Transform:
     ])
 
 
+def chw_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, 3) float32 array -> (C, H, W) tensor sharing its memory where it can."""
+    return torch.from_numpy(img[None] if img.ndim == 2 else img.transpose(2, 0, 1))
+
+
 def sample_patches(images: list[Image], batch: int, transform: v2.Transform, rng: random.Random) -> torch.Tensor:
     """A (batch, C, P, P) float32 tensor of augmented patches, images drawn uniformly.
 
@@ -140,9 +145,7 @@ def sample_patches(images: list[Image], batch: int, transform: v2.Transform, rng
     """
     out = []
     for _ in range(batch):
-        img = rng.choice(images).pixels
-        t = torch.from_numpy(img[None] if img.ndim == 2 else img.transpose(2, 0, 1))
-        out.append(transform(t))
+        out.append(transform(chw_tensor(rng.choice(images).pixels)))
     return torch.stack(out).contiguous()
 
 

@@ -37,7 +37,7 @@ from models.resample import to_numpy, to_tensor
 from . import metrics
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig
-from .data import Image, augmentation, load_images, load_or_make_split, sample_patches, sample_patches_on
+from .data import Image, augmentation, chw_tensor, load_images, load_or_make_split, sample_patches, sample_patches_on
 from .degrade import crop_to_multiple
 from .losses import ADVERSARIAL, FeatureNet, parse_loss
 from .tasks import TASKS
@@ -189,8 +189,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     # On a GPU the patches are cut where the images live, so one CPU core running transforms.v2 per patch
     # cannot starve it (an H100 ran 41-61 steps/s of 64 x 128 px patches this way). Same distribution; the
     # CPU path stays as it was, so CPU runs reproduce.
-    on_device = [torch.from_numpy(im.pixels[None] if im.pixels.ndim == 2 else im.pixels.transpose(2, 0, 1).copy()).to(device)
-                 for im in train_imgs] if cuda else []
+    on_device = [chw_tensor(im.pixels).to(device) for im in train_imgs] if cuda else []
     flip_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
     task = TASKS[spec.task]
     noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)

@@ -274,3 +274,27 @@ def test_eval_ensemble_adds_an_x8_row_per_network(tiny_dataset, tmp_path):
     # Same weights averaged over orientations: close to the plain row, far above the noisy input.
     assert abs(float(rows["dncnn+x8"]["psnr"]) - float(rows["dncnn"]["psnr"])) < 0.5
     assert float(rows["dncnn+x8"]["psnr"]) > float(rows["input (no processing)"]["psnr"]) + 3
+
+
+def test_weight_average_is_what_gets_validated_exported_and_resumed(tiny_dataset, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from train.fit import ema_update
+
+    avg, net = torch.nn.Conv2d(1, 1, 3), torch.nn.Conv2d(1, 1, 3)
+    before = avg.weight.detach().clone()
+    ema_update(avg, net, 0.9)
+    assert torch.allclose(avg.weight, 0.9 * before + 0.1 * net.weight)
+
+    args = _fit_args(tiny_dataset, tmp_path, "srcnn_x2", "--ema", "0.5", "--val-every", "4", "--ckpt-every", "4")
+    assert train_main([*args, "--steps", "4"]) == 0
+    ck = load_file(str(tmp_path / "ck" / "srcnn_x2.ckpt.safetensors"))
+    exported = load_file(str(tmp_path / "srcnn_x2.safetensors"))
+    # One validation, at step 4: the exported weights are the average then, not the raw model.
+    assert all(torch.equal(exported[k], ck[f"ema.{k}"]) for k in exported)
+    assert not all(torch.equal(ck[f"ema.{k}"], ck[f"model.{k}"]) for k in exported)
+    assert train_main([*args, "--steps", "8", "--resume"]) == 0
+    assert read_metadata(tmp_path / "srcnn_x2.safetensors")["training"]["ema"] == 0.5
+    with pytest.raises(ValueError, match="--ema"):
+        train_main([*args, "--steps", "1", "--ema", "1.0"])

@@ -21,10 +21,12 @@ def save_checkpoint(
     meta: dict[str, Any],
     disc: torch.nn.Module | None = None,
     d_opt: torch.optim.Optimizer | None = None,
+    ema: torch.nn.Module | None = None,
 ) -> None:
     """Write everything needed to continue a run to ``path`` (atomically).
 
-    With a GAN, the discriminator (``disc.*``) and its optimizer (``dopt.*``) are stored too.
+    With a GAN, the discriminator (``disc.*``) and its optimizer (``dopt.*``) are stored too; with a
+    weight average, the averaged model (``ema.*``).
     """
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best.items()})
@@ -34,6 +36,8 @@ def save_checkpoint(
         tensors.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in disc.state_dict().items()})
         tensors.update(_opt_tensors("dopt", d_opt))
         meta["d_param_groups"] = d_opt.state_dict()["param_groups"]
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     tensors["rng.torch"] = torch.get_rng_state()
     tmp = path.with_suffix(".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +73,12 @@ def load_checkpoint(
     rng: random.Random,
     disc: torch.nn.Module | None = None,
     d_opt: torch.optim.Optimizer | None = None,
+    ema: torch.nn.Module | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Restore model, optimizer, discriminator and RNGs from ``path``; returns (best state dict, meta)."""
+    """Restore model, optimizer, discriminator, weight average and RNGs from ``path``; returns (best state dict, meta).
+
+    A checkpoint written without a weight average starts ``ema`` from the restored model.
+    """
     tensors = load_file(str(path))
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])
@@ -80,6 +88,8 @@ def load_checkpoint(
     if disc is not None and d_opt is not None:
         disc.load_state_dict(_sub(tensors, "disc"))
         _load_opt("dopt", d_opt, tensors, meta.pop("d_param_groups"))
+    if ema is not None:
+        ema.load_state_dict(_sub(tensors, "ema") or model.state_dict())
     torch.set_rng_state(tensors["rng.torch"])
     py = meta.pop("python_rng")
     rng.setstate((py[0], tuple(py[1]), py[2]))

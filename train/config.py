@@ -24,6 +24,10 @@ class FitConfig:
     warmup: int = 100
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # Exponential moving average of the weights (e.g. 0.999; 0 = off). Validation, best-on-validation selection
+    # and the exported file use the averaged weights: averaging over the last ~1/(1 - ema) steps smooths out
+    # the optimizer's step-to-step noise, the usual last step of SR training (BasicSR, Real-ESRGAN).
+    ema: float = 0.0
     loss: str = "l1"  # weighted terms from train.losses.LOSSES, e.g. "l1+0.1*gradient"
     init: str = ""  # start from these weights (e.g. a PSNR-trained generator before GAN training)
     gan: str = ""  # "" (no discriminator), "standard" (SRGAN) or "relativistic" (ESRGAN)

@@ -1,7 +1,8 @@
 """``fit()``: train one registered network and export its weights with a model card.
 
 A plain loop (nanoGPT style): sample a batch of clean patches, degrade them,
-step the optimizer (and a discriminator for GAN training), validate every
+step the optimizer (and a discriminator for GAN training; with ``--ema``, update a
+moving average of the weights, which is what gets validated), validate every
 ``val_every`` steps on held-out patients, keep the best state, checkpoint
 every ``ckpt_every`` steps, export the best weights as safetensors whose
 metadata is the model card.
@@ -13,6 +14,7 @@ averaged by DDP, rank 0 validates, checkpoints and exports.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 import os
@@ -50,6 +52,16 @@ def lr_at(step: int, cfg: FitConfig, peak: float | None = None) -> float:
         return peak * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+@torch.no_grad()
+def ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``avg <- decay * avg + (1 - decay) * model`` for floating-point weights and buffers; others are copied."""
+    for a, m in zip(avg.state_dict().values(), model.state_dict().values()):
+        if a.is_floating_point():
+            a.lerp_(m, 1.0 - decay)
+        else:
+            a.copy_(m)
 
 
 def centre_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
@@ -153,6 +165,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.model} is a classical baseline; nothing to train")
     if cfg.patch % spec.scale:
         raise ValueError(f"--patch {cfg.patch} must be a multiple of the scale {spec.scale}")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ValueError(f"--ema {cfg.ema} must be in [0, 1) (0 = off; e.g. 0.999)")
     if cfg.gan and cfg.gan not in ADVERSARIAL:
         raise ValueError(f"--gan must be one of {sorted(ADVERSARIAL)}")
     if cfg.threads:
@@ -177,6 +191,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     if cfg.init:
         model.load_state_dict(load_file(cfg.init))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema else None
+    judged = ema if ema is not None else model  # the weights validated, selected and exported
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = parse_loss(cfg.loss)
     disc = d_opt = None
@@ -196,10 +212,10 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     ckpt = Path(cfg.ckpt_dir) / f"{cfg.model}.ckpt.safetensors"
 
     step, best_score, best_step, best_val = 0, -math.inf, 0, {}
-    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best = {k: v.detach().clone() for k, v in judged.state_dict().items()}
     elapsed = 0.0
     if cfg.resume and ckpt.is_file():
-        best, meta = load_checkpoint(ckpt, model, opt, rng, disc=disc, d_opt=d_opt)
+        best, meta = load_checkpoint(ckpt, model, opt, rng, disc=disc, d_opt=d_opt, ema=ema)
         step, best_score, best_step, best_val, elapsed = (
             meta["step"], meta["best_score"], meta["best_step"], meta["best_val"], meta["elapsed"]
         )
@@ -210,7 +226,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     baseline = baseline_scores(val_imgs, spec.task, spec.scale, cfg.val_crop) if main else {}
     if main and step == 0 and cfg.init:
         # Fine-tuning (e.g. GAN from a PSNR model): the starting weights are the state to beat.
-        best_val = validate(model, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
+        best_val = validate(judged, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
         best_score = _better(best_val, -math.inf, cfg, baseline)[1]
 
     t0 = time.time() - elapsed
@@ -246,6 +262,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if ema is not None:
+            ema_update(ema, model, cfg.ema)
         if disc is not None:
             for g in d_opt.param_groups:
                 g["lr"] = lr_at(step, cfg, cfg.d_lr)
@@ -257,11 +275,11 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         step += 1
         bar.update(1)
         if main and (step % cfg.val_every == 0 or step == cfg.steps):
-            val = validate(model, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
+            val = validate(judged, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
             better, s = _better(val, best_score, cfg, baseline)
             if better or not best_val:  # always record something, even if no state meets the criterion
                 best_score, best_step, best_val = s, step, val
-                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best = {k: v.detach().clone() for k, v in judged.state_dict().items()}
             tqdm.write(
                 f"step {step}: loss {loss.item():.5f} val PSNR {val['psnr']:.3f} SSIM {val['ssim']:.4f} "
                 f"feat {val['perceptual']:.4f} ({task.baseline_name} {baseline['psnr']:.3f} / {baseline['ssim']:.4f} / "
@@ -271,7 +289,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
             save_checkpoint(ckpt, model, best, opt, rng, {
                 "step": step, "best_score": best_score, "best_step": best_step,
                 "best_val": best_val, "elapsed": time.time() - t0,
-            }, disc=disc, d_opt=d_opt)
+            }, disc=disc, d_opt=d_opt, ema=ema)
     bar.close()
     if world > 1:
         tdist.barrier()

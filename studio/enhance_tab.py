@@ -31,7 +31,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     """Lay out the Enhance tab inside the current ``gr.Tab`` and wire its events.
 
     Registers the named API endpoint ``/enhance``:
-    (file, task, model, frame, window) -> (before/after images, markdown, result PNG path).
+    (file, task, model, frame, window, strength, ensemble) -> (before/after images, markdown, result PNG path).
     The derived DICOM of a DICOM upload reaches the page through a ``gr.State``
     (not part of the API's returns) and a private follow-up event, so the
     endpoint's signature is unchanged for existing clients.
@@ -63,6 +63,10 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                                  info="1 = the model's output, 0 = the input; in between they are blended "
                                       "(e.g. keep some of the original grain after denoising)",
                                  elem_id="enhance-strength")
+            ensemble = gr.Checkbox(False, label="×8 self-ensemble (8× slower)", elem_id="enhance-ensemble",
+                                   info="Averages the model's answers for the 8 rotations and flips of the "
+                                        "input: a slightly lower error (SRResNet ×4 on held-out patients: +1.18 → "
+                                        "+1.23 dB over bicubic), no structure a single pass would not give.")
             run = gr.Button("Run", variant="primary", elem_id="enhance-run")
             preview = gr.Image(label="Input as read (8-bit display)", type="pil", format="png",
                                image_mode=None, interactive=False, height=320)
@@ -95,11 +99,11 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
         image, md, _ = handlers.inspect_upload(file_, frame_, window_)
         return handlers.preview_file(image, settings.result_ttl_s), md
 
-    def enhance(file: Any, task: str, model: str, frame: Any, window: Any, strength: Any = 1.0):
-        """Enhance one image: (file, task, model, frame, window, strength) -> ((before, after), markdown, PNG path)."""
-        # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)); strength
-        # came last, with a default, so clients written for the first five parameters keep working.
-        r = handlers.enhance_upload(file, task, model, frame, window, strength,
+    def enhance(file: Any, task: str, model: str, frame: Any, window: Any, strength: Any = 1.0, ensemble: Any = False):
+        """Enhance one image: (file, task, model, frame, window, strength, ensemble) -> ((before, after), markdown, PNG path)."""
+        # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)); strength and
+        # ensemble came last, with defaults, so clients written for the first five parameters keep working.
+        r = handlers.enhance_upload(file, task, model, frame, window, strength, ensemble,
                                     preview_max_side=settings.preview_max_side,
                                     result_ttl_s=settings.result_ttl_s)
         return r.slider_files(settings.result_ttl_s), r.markdown, r.png_path, r.dicom_path
@@ -116,7 +120,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     task.change(_model_dropdown, task, model, **private)
     # Weights may be trained after the server started: refresh the model list on every page load.
     demo.load(_model_dropdown, task, model, **private)
-    run.click(enhance, [file, task, model, frame, window, strength], [slider, result_md, download, dicom_path],
+    run.click(enhance, [file, task, model, frame, window, strength, ensemble], [slider, result_md, download, dicom_path],
               api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, window, "
-              "strength) -> (before/after preview, markdown report, result PNG).", concurrency_id="inference",
+              "strength, ensemble) -> (before/after preview, markdown report, result PNG).", concurrency_id="inference",
               ).success(show_dicom, dicom_path, dicom_download, **private)

@@ -101,14 +101,15 @@ def _zero_gpu(duration: int) -> Callable[[Callable[..., Any]], Callable[..., Any
 
 
 @_zero_gpu(GPU_DURATION_S)
-def run_model(image: np.ndarray, name: str, strength: float = 1.0) -> np.ndarray:
+def run_model(image: np.ndarray, name: str, strength: float = 1.0, ensemble: bool = False) -> np.ndarray:
     """Run model ``name`` on ``image`` (float32 [0, 1], (H, W[, 3])): the studio's only model call.
 
-    ``strength`` in [0, 1] blends the output with the input (see :func:`models.enhance`).
+    ``strength`` in [0, 1] blends the output with the input; ``ensemble`` averages the
+    8 rotations/flips (see :func:`models.enhance`).
     On ZeroGPU this runs in a GPU worker process: arguments and result are
     plain arrays, strings and floats so they pickle cheaply.
     """
-    return enhance(image, name, strength=strength)
+    return enhance(image, name, strength=strength, ensemble=ensemble)
 
 
 # --- choices for the UI ---------------------------------------------------------------
@@ -140,6 +141,22 @@ def parse_strength(strength: Any) -> float:
         raise gr.Error(f"Strength must be a number from 0 (the input) to 1 (the model's output), got "
                        f"{printable(str(strength))[:40]!r}.", title="Bad strength", print_exception=False)
     return value
+
+
+def parse_ensemble(ensemble: Any) -> bool:
+    """Checkbox/API value -> whether to run the x8 self-ensemble (``None``/``""`` -> off).
+
+    Raises:
+        gr.Error: anything but a boolean (or "true"/"false", as some clients send form values).
+    """
+    if ensemble is None or ensemble == "":
+        return False
+    if isinstance(ensemble, (bool, np.bool_)):
+        return bool(ensemble)
+    if isinstance(ensemble, str) and ensemble.strip().lower() in ("true", "false"):
+        return ensemble.strip().lower() == "true"
+    raise gr.Error(f"Self-ensemble must be true or false, got {printable(str(ensemble))[:40]!r}.",
+                   title="Bad self-ensemble choice", print_exception=False)
 
 
 def parse_window(window: Any) -> None | str | tuple[float, float]:
@@ -539,6 +556,7 @@ def enhance_file(
     frame: Any = 0,
     window: Any = DEFAULT_WINDOW,
     strength: Any = 1.0,
+    ensemble: Any = False,
     *,
     preview_max_side: int = 2048,
     result_ttl_s: int = 3600,
@@ -554,6 +572,8 @@ def enhance_file(
         frame: frame index for multi-frame DICOM (0-based).
         window: see :func:`parse_window`.
         strength: 0-1, see :func:`parse_strength` (1 = the model's output; optional for old clients).
+        ensemble: average the model over the 8 rotations/flips of the input (8x the time, a
+            slightly lower error; see :func:`parse_ensemble`; optional for old clients).
         preview_max_side: long side of the browser preview; the PNG is full size.
     Returns:
         ((before, after) 8-bit PIL images of equal size for ``gr.ImageSlider``,
@@ -562,7 +582,7 @@ def enhance_file(
     Raises:
         gr.Error: for every bad input and internal error.
     """
-    r = enhance_upload(file, task, model, frame, window, strength, preview_max_side=preview_max_side,
+    r = enhance_upload(file, task, model, frame, window, strength, ensemble, preview_max_side=preview_max_side,
                        result_ttl_s=result_ttl_s)
     return r.pair, r.markdown, r.png_path
 
@@ -574,6 +594,7 @@ def enhance_upload(
     frame: Any = 0,
     window: Any = DEFAULT_WINDOW,
     strength: Any = 1.0,
+    ensemble: Any = False,
     *,
     preview_max_side: int = 2048,
     result_ttl_s: int = 3600,
@@ -591,12 +612,13 @@ def enhance_upload(
     """
     name = _check_model(task, model)
     strength = parse_strength(strength)
+    ensemble = parse_ensemble(ensemble)
     path = _upload_path(file)
     image, meta = load_image(path, frame, window)
     upload = prepare_upload(path, result_ttl_s)
     with _as_user_errors("enhancing the image", path):
         t0 = time.perf_counter()
-        out = run_model(image, name, strength)
+        out = run_model(image, name, strength, ensemble)
         seconds = time.perf_counter() - t0
     with _as_user_errors("saving the result", path):
         bits = result_bits(meta, out)
@@ -616,7 +638,8 @@ def enhance_upload(
         downloads = f"{bits}-bit PNG, full resolution" + (" and a derived DICOM (de-identified)" if dicom_path else "")
         blend = "" if strength == 1.0 else (f" at strength **{strength:g}** (blended with the "
                                              f"{'bicubic-enlarged ' if get_spec(name).scale > 1 else ''}input)")
-        result = (f"### Result\n\n**{name}**{blend} ran in **{render.format_duration(seconds)}** "
+        how = " with the ×8 self-ensemble (averaged over the 8 rotations and flips)" if ensemble else ""
+        result = (f"### Result\n\n**{name}**{how}{blend} ran in **{render.format_duration(seconds)}** "
                   f"on {image.shape[1]} × {image.shape[0]} px → {w} × {h} px. "
                   f"Download: {downloads}.\n\n{note}\n\n{dicom_note}").rstrip()
         image_md = "### Image\n\n" + render.meta_markdown(meta.to_dict())

@@ -54,7 +54,7 @@ def test_build_app_has_enhance_endpoint() -> None:
     # UI helper events (window re-read, model list refresh...) stay private.
     assert not any(e.startswith(("/lambda", "/on_", "/update")) for e in endpoints), list(endpoints)
     params = [p["parameter_name"] for p in endpoints["/enhance"]["parameters"]]
-    assert params == ["file", "task", "model", "frame", "window", "strength"]
+    assert params == ["file", "task", "model", "frame", "window", "strength", "ensemble"]
     assert len(endpoints["/enhance"]["returns"]) == 3
 
 
@@ -127,6 +127,27 @@ def test_strength_is_checked_and_reported(results_dir, tmp_path) -> None:
     for bad in ("abc", 1.5, -1, "nan"):
         with pytest.raises(gr.Error, match="Strength must be"):
             handlers.enhance_upload(str(src), "Denoise", "gaussian", 0, "default", bad)
+
+
+def test_self_ensemble_is_the_models_and_is_reported(results_dir, tmp_path) -> None:
+    from models import enhance
+    from models.export import to_uint
+
+    src = tmp_path / "in.png"
+    pixels = (np.indices((24, 28)).sum(0) * 7 % 256).astype(np.uint8)
+    pixels[3:9, 4:6] = 255  # an asymmetric feature, so the 8 orientations really differ
+    Image.fromarray(pixels).save(src)
+    name = "vdsr_x2" if "vdsr_x2" in _ready_networks() else "bicubic_x2"
+    ens = handlers.enhance_upload(str(src), "Super-resolution x2", name, 0, "default", 1.0, True)
+    expected = enhance(pixels.astype(np.float32) / 255, name, ensemble=True)
+    np.testing.assert_array_equal(_png_array(ens.png_path), to_uint(expected, 8))
+    assert "with the ×8 self-ensemble" in ens.markdown
+    single = handlers.enhance_upload(str(src), "Super-resolution x2", name, 0, "default", 1.0, "false")
+    assert "self-ensemble" not in single.markdown.split("### Image")[0]
+    assert handlers.parse_ensemble(None) is handlers.parse_ensemble("") is False
+    for bad in ("maybe", 2, 0.5):
+        with pytest.raises(gr.Error, match="Self-ensemble must be"):
+            handlers.enhance_upload(str(src), "Super-resolution x2", name, 0, "default", 1.0, bad)
 
 
 @needs_ct
@@ -292,5 +313,9 @@ def test_end_to_end_gradio_client(tmp_path: Path) -> None:
         _, _, plain = client.predict(handle_file(CT), "Enhance", "gamma", 0, "default", 0.0, api_name="/enhance")
         np.testing.assert_array_equal(_png_array(none), _png_array(plain))  # both are the input
         assert "strength **0**" in md0
+        # ensemble, the seventh (optional too).
+        _, md8, _ = client.predict(handle_file(CT), "Super-resolution x2", "bicubic_x2", 0, "default", 1.0, True,
+                                   api_name="/enhance")
+        assert "with the ×8 self-ensemble" in md8
     finally:
         demo.close()

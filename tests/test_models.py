@@ -281,3 +281,22 @@ def test_ensemble_output_keeps_the_contract_and_stays_close(name):
     assert ens.shape == plain.shape and ens.dtype == np.float32
     assert ens.min() >= 0 and ens.max() <= 1
     assert np.abs(ens - plain).mean() < 0.02  # the same model, only averaged over orientations
+
+
+@pytest.mark.parametrize("name", [n for n in NETWORKS if get_spec(n).in_channels == 3])
+def test_grey_image_on_a_colour_network_is_the_mean_of_three_equal_channels(name):
+    """A grayscale image goes in as three equal channels and the mean of the output channels comes back,
+    whole or in tiles (the tensors are expanded views, never NumPy copies)."""
+    from models.loading import load_network
+    from models.resample import to_tensor
+
+    img = smooth_test_image(70, 90, seed=7).astype(np.float32)
+    module = load_network(get_spec(name), "cpu")
+    x = to_tensor(np.stack([img] * 3, -1))
+    with torch.no_grad():
+        kw = {"stats": module.image_stats(x)} if getattr(module, "global_stats", False) else {}
+        ref = module(x, **kw).clamp(0, 1).mean(1)[0].numpy()
+    out = enhance(img, name, device="cpu")
+    assert out.shape == img.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(enhance(img, name, device="cpu", tile=32), ref, atol=1e-4)

@@ -287,7 +287,8 @@ def test_weight_average_is_what_gets_validated_exported_and_resumed(tiny_dataset
     ema_update(avg, net, 0.9)
     assert torch.allclose(avg.weight, 0.9 * before + 0.1 * net.weight)
 
-    args = _fit_args(tiny_dataset, tmp_path, "srcnn_x2", "--ema", "0.5", "--val-every", "4", "--ckpt-every", "4")
+    args = _fit_args(tiny_dataset, tmp_path, "srcnn_x2", "--ema", "0.5", "--val-every", "4", "--ckpt-every", "4",
+                     "--zoom", "0.1")
     assert train_main([*args, "--steps", "4"]) == 0
     ck = load_file(str(tmp_path / "ck" / "srcnn_x2.ckpt.safetensors"))
     exported = load_file(str(tmp_path / "srcnn_x2.safetensors"))
@@ -298,3 +299,26 @@ def test_weight_average_is_what_gets_validated_exported_and_resumed(tiny_dataset
     assert read_metadata(tmp_path / "srcnn_x2.safetensors")["training"]["ema"] == 0.5
     with pytest.raises(ValueError, match="--ema"):
         train_main([*args, "--steps", "1", "--ema", "1.0"])
+
+
+def test_zoom_augmentation_changes_the_pixel_spacing_within_its_range():
+    import torch
+
+    from train.data import ZoomCrop, augmentation
+
+    ramp = torch.linspace(0, 1, 200).expand(1, 200, 200).clone()  # slope 1/199 per pixel along x
+    torch.manual_seed(0)
+    crop = ZoomCrop(48, 0.2)
+    slopes = []
+    for _ in range(200):
+        p = crop(ramp)
+        assert p.shape == (1, 48, 48) and 0.0 <= p.min() and p.max() <= 1.0
+        slopes.append(float((p[0, :, 40] - p[0, :, 8]).mean() / 32 * 199))  # zoom factor seen by the patch
+    slopes = np.array(slopes)
+    assert 0.79 < slopes.min() < 0.85 and 1.15 < slopes.max() < 1.21  # f uniform in [0.8, 1.2]
+    torch.manual_seed(1)
+    plain = augmentation(48)(ramp)
+    torch.manual_seed(1)
+    assert torch.equal(augmentation(48, 0.0)(ramp), plain)  # zoom 0 is the plain random crop
+    with pytest.raises(ValueError, match="zoom"):
+        ZoomCrop(48, 1.0)

@@ -19,6 +19,7 @@ class FitConfig:
     steps: int = 3000
     batch: int = 16
     patch: int = 64  # high-resolution patch side in pixels (multiple of the scale)
+    zoom: float = 0.0  # mild scale augmentation: patches cut at 1 +- zoom times their size and resized (e.g. 0.1)
     lr: float = 5e-4
     min_lr: float = 1e-6
     warmup: int = 100

@@ -8,7 +8,8 @@
 * :func:`load_images` reads them with the studio's own reader
   (:func:`models.read_image`), so training sees exactly what users upload.
 * :func:`sample_patches` draws an augmented batch of patches (torchvision
-  ``transforms.v2``: random crop, flips, 90-degree rotations);
+  ``transforms.v2``: random crop, optionally at a mildly random scale, flips,
+  90-degree rotations);
   :func:`sample_patches_on` draws the same distribution from images already on
   a GPU, so a fast accelerator is not starved by one CPU core cutting patches.
 """
@@ -122,10 +123,42 @@ def load_images(data: str | Path, ids: list[str], grayscale: bool = True) -> lis
     return out
 
 
-def augmentation(patch: int) -> v2.Transform:
-    """Random crop of ``patch`` px, horizontal/vertical flips and a random 90-degree rotation."""
+class ZoomCrop(torch.nn.Module):
+    """Random square crop of ``patch * f`` px, ``f`` uniform in [1 - zoom, 1 + zoom], resized to ``patch`` px.
+
+    Mild scale augmentation: the same anatomy at slightly different pixel
+    spacings, as radiographs from other detectors and downsampling chains show
+    it. Resizing is antialiased bicubic, clamped back to [0, 1]. Randomness
+    comes from torch's global generator, like the other v2 transforms.
+
+    Shapes: (C, H, W) -> (C, patch, patch), float32 in [0, 1].
+    """
+
+    def __init__(self, patch: int, zoom: float):
+        super().__init__()
+        if not 0.0 <= zoom < 1.0:
+            raise ValueError(f"zoom must be in [0, 1), got {zoom}")
+        self.patch, self.zoom = patch, zoom
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        h, w = t.shape[-2:]
+        f = 1.0 + self.zoom * (2.0 * float(torch.rand(())) - 1.0)
+        side = max(1, min(round(self.patch * f), h, w))
+        y = int(torch.randint(h - side + 1, ()))
+        x = int(torch.randint(w - side + 1, ()))
+        crop = t[..., y : y + side, x : x + side]
+        if side == self.patch:
+            return crop
+        out = v2.functional.resize(crop, [self.patch, self.patch], interpolation=v2.InterpolationMode.BICUBIC,
+                                   antialias=True)
+        return out.clamp_(0.0, 1.0)
+
+
+def augmentation(patch: int, zoom: float = 0.0) -> v2.Transform:
+    """Random crop of ``patch`` px (with ``zoom`` > 0: of 1 ± zoom times that, resized; see :class:`ZoomCrop`),
+    horizontal/vertical flips and a random 90-degree rotation."""
     return v2.Compose([
-        v2.RandomCrop(patch),
+        ZoomCrop(patch, zoom) if zoom else v2.RandomCrop(patch),
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         v2.RandomApply([v2.Lambda(lambda t: t.transpose(-1, -2))], p=0.5),  # with the flips: all 8 rot90/flip variants

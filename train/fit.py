@@ -201,11 +201,11 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         disc = torch.nn.parallel.DistributedDataParallel(disc) if world > 1 else disc
         d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=(0.9, 0.99))
         g_adv, d_adv = ADVERSARIAL[cfg.gan]
-    transform = augmentation(cfg.patch)
+    transform = augmentation(cfg.patch, cfg.zoom)
     # On a GPU the patches are cut where the images live, so one CPU core running transforms.v2 per patch
     # cannot starve it (an H100 ran 41-61 steps/s of 64 x 128 px patches this way). Same distribution; the
-    # CPU path stays as it was, so CPU runs reproduce.
-    on_device = [chw_tensor(im.pixels).to(device) for im in train_imgs] if cuda else []
+    # CPU path stays as it was, so CPU runs reproduce. Zoomed crops are cut by transforms.v2 on the CPU.
+    on_device = [chw_tensor(im.pixels).to(device) for im in train_imgs] if cuda and not cfg.zoom else []
     flip_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
     task = TASKS[spec.task]
     noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)

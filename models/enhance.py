@@ -144,7 +144,8 @@ def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, dev
     A grayscale image goes into a colour module as three equal channels, and
     the mean of the three output channels comes back. That is done on tensors:
     the NumPy way (repeat, HWC transposes, a mean over a last axis of 3) cost
-    ~240 ms at 2048 x 2048, fifteen times the network's own time on an H100.
+    ~230 ms at 2048 x 2048 on a 2-core CPU, about four times the whole
+    grayscale network's time on an H100.
 
     If a tile runs out of memory, the tile size is halved (down to 32 px) and
     the image is redone; on CUDA the last resort is the CPU.

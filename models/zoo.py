@@ -69,8 +69,8 @@ register(ModelSpec(
     "srresnet_x4", "sr", 4, 1,
     "SRResNet x4 (Ledig et al. 2017): 8 residual blocks x 48 features with PReLU, batch norm removed, "
     "residual over bicubic; "
-    "trained with L1, then MSE (PSNR-oriented): two MSE stages on the CPU, the last three on an H100. An earlier "
-    "stage is the starting point of srgan_x4.",
+    "trained with L1, then MSE (PSNR-oriented): two MSE stages on the CPU, three on an H100, and a last one on the CPU "
+    "with a moving average of the weights. An earlier stage is the starting point of srgan_x4.",
     weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
 ))
 register(ModelSpec(

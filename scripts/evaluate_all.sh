@@ -29,5 +29,5 @@ $PY -m train eval --task sr --scale 4 --models srcnn_x4,vdsr_x4,edsr_x4,srresnet
 for noise in gaussian poisson rician; do
   $PY -m train eval --task denoise --noise "$noise" --models dncnn,dae --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 done
-$PY -m train eval --task enhance --models gated_enhance --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
+$PY -m train eval --task enhance --models gated_enhance,gated_enhance_rgb --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 rm -rf "$(dirname "$EXT")"

@@ -322,3 +322,30 @@ def test_zoom_augmentation_changes_the_pixel_spacing_within_its_range():
     assert torch.equal(augmentation(48, 0.0)(ramp), plain)  # zoom 0 is the plain random crop
     with pytest.raises(ValueError, match="zoom"):
         ZoomCrop(48, 1.0)
+
+
+def test_colour_set_mixes_in_grey_radiographs_of_training_patients_and_a_colour_net_trains_on_it(tiny_dataset, tmp_path):
+    """train.colour_data: radiographs only from the split's train/val patients (never test), grey images
+    loaded with three equal channels for a colour network, and a mixed colour + grey batch trains."""
+    from train.colour_data import TEST, write_colour_set
+    from train.data import load_images
+
+    split_file = tmp_path / "s.json"
+    xr = load_or_make_split(tiny_dataset, split_file)
+    colour = write_colour_set(tmp_path / "colour", tiny_dataset, split_file, n_train=3, n_val=1)
+    s = json.loads(colour.read_text())
+    xr_train, xr_val = [i[3:] for i in s["train"] if i.startswith("xr_")], [i[3:] for i in s["val"] if i.startswith("xr_")]
+    assert len(xr_train) == min(3, len(xr["train"])) and set(xr_train) <= set(xr["train"])
+    assert len(xr_val) == 1 and set(xr_val) <= set(xr["val"])
+    assert s["test"] == TEST  # the colour test set stays the two medical colour images
+    grey = load_images(tmp_path / "colour", ["camera", f"xr_{xr_train[0]}"], grayscale=False)
+    for im in grey:
+        assert im.pixels.ndim == 3 and np.array_equal(im.pixels[..., 0], im.pixels[..., 2])
+    assert load_images(tmp_path / "colour", ["astronaut"], grayscale=True)[0].pixels.ndim == 2
+
+    out = tmp_path / "rgb.safetensors"
+    assert train_main(["fit", "--model", "gated_enhance_rgb", "--data", str(tmp_path / "colour"), "--split-file", str(colour),
+                       "--loss", "l1+0.5*delta_e", "--steps", "2", "--batch", "6", "--patch", "32", "--val-every", "2",
+                       "--ckpt-dir", str(tmp_path / "ck"), "--out", str(out), "--threads", "1", "--warmup", "1"]) == 0
+    meta = read_metadata(out)
+    assert meta["training"]["train_images"] == len(s["train"]) and "delta_e" in meta["val"]

@@ -108,7 +108,13 @@ class Image:
 
 
 def load_images(data: str | Path, ids: list[str], grayscale: bool = True) -> list[Image]:
-    """Read the images with those ids (file stems) from ``data`` with the studio reader."""
+    """Read the images with those ids (file stems) from ``data`` with the studio reader.
+
+    ``grayscale=True`` (grayscale models): colour images become the mean of their
+    channels, (H, W). ``grayscale=False`` (colour models): grey images get three
+    equal channels, (H, W, 3), so one batch can mix both -- the way the studio
+    feeds a grey image to a colour network.
+    """
     wanted = set(ids)
     out = []
     for p in find_images(data):
@@ -116,6 +122,8 @@ def load_images(data: str | Path, ids: list[str], grayscale: bool = True) -> lis
             img, _ = read_image(p)
             if grayscale and img.ndim == 3:
                 img = img.mean(axis=-1, dtype=np.float32)
+            elif not grayscale and img.ndim == 2:
+                img = np.repeat(img[..., None], 3, axis=-1)
             out.append(Image(p.stem, img))
     missing = wanted - {i.id for i in out}
     if missing:

@@ -127,7 +127,8 @@ register(ModelSpec(
 register(ModelSpec(
     "gated_enhance_rgb", "enhance", 1, 3,
     "Residual-gated perceptual enhancement network, colour version (3 channels): trained with L1 + SSIM + "
-    "gradient + DeltaE (CIE76) loss on scikit-image's natural colour photographs; evaluated on held-out medical "
-    "colour images (retina fundus, immunohistochemistry).",
+    "gradient + DeltaE (CIE76) loss on scikit-image's colour photographs, grey samples and Hannover training "
+    "radiographs (grey images go in as three equal channels); evaluated on held-out medical colour images "
+    "(retina fundus, immunohistochemistry) and held-out radiographs.",
     weights="gated_enhance_rgb.safetensors", build=partial(GatedEnhancer, in_channels=3),
 ))

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--max-side", type=int, default=0,
                    help="downscale images whose longer side exceeds N px first (0 = never); the models were trained at 640 px")
     e.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
-    e.add_argument("--colour", action="store_true", help="keep colour images in colour (DeltaE is reported)")
+    e.add_argument("--colour", action="store_true", help="keep colour images in colour, grey ones as three equal channels (DeltaE is reported)")
     e.add_argument("--maps", type=int, default=2, help="write absolute-error maps of the first N images")
     e.add_argument("--out", default="results", help="folder for the CSV, markdown table and error maps")
     e.add_argument("--ensemble", action="store_true",

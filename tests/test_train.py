@@ -342,6 +342,10 @@ def test_colour_set_mixes_in_grey_radiographs_of_training_patients_and_a_colour_
     for im in grey:
         assert im.pixels.ndim == 3 and np.array_equal(im.pixels[..., 0], im.pixels[..., 2])
     assert load_images(tmp_path / "colour", ["astronaut"], grayscale=True)[0].pixels.ndim == 2
+    other = tmp_path / "other.json"  # a split file of another dataset
+    other.write_text(json.dumps({"train": ["nope"], "val": [], "test": []}))
+    with pytest.raises(FileNotFoundError, match="radiograph-split"):
+        write_colour_set(tmp_path / "other", tiny_dataset, other)
 
     out = tmp_path / "rgb.safetensors"
     assert train_main(["fit", "--model", "gated_enhance_rgb", "--data", str(tmp_path / "colour"), "--split-file", str(colour),

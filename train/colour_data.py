@@ -80,8 +80,13 @@ def write_colour_set(out: str | Path, radiographs: str | Path | None = None,
         from .config import DEFAULT_SPLIT
         from .data import find_images, load_or_make_split
 
-        split = load_or_make_split(radiographs, radiograph_split or DEFAULT_SPLIT)
+        split_file = radiograph_split or DEFAULT_SPLIT
+        split = load_or_make_split(radiographs, split_file)
         files = {p.stem: p for p in find_images(radiographs)}
+        missing = sorted(set(split["train"] + split["val"]) - set(files))
+        if missing:  # e.g. another dataset with the default (Hannover) split file
+            raise FileNotFoundError(f"{len(missing)} images of {split_file} are not in {radiographs}, e.g. {missing[:3]}; "
+                                    "pass --radiograph-split for that folder")
         for subset, n, dest in (("train", n_train, train), ("val", n_val, val)):
             for rid in spread(split[subset], n):
                 shutil.copyfile(files[rid], out / f"xr_{rid}{files[rid].suffix.lower()}")

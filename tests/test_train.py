@@ -353,3 +353,23 @@ def test_colour_set_mixes_in_grey_radiographs_of_training_patients_and_a_colour_
                        "--ckpt-dir", str(tmp_path / "ck"), "--out", str(out), "--threads", "1", "--warmup", "1"]) == 0
     meta = read_metadata(out)
     assert meta["training"]["train_images"] == len(s["train"]) and "delta_e" in meta["val"]
+
+
+def test_oracle_split_trains_and_selects_on_the_test_images_only(tiny_dataset, tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import oracle_split
+
+    real = load_or_make_split(tiny_dataset, tmp_path / "s.json", seed=1)
+    oracle_split.main([str(tmp_path / "s.json"), str(tmp_path / "o.json")])
+    o = json.loads((tmp_path / "o.json").read_text())
+    assert o["train"] == o["val"] == o["test"] == real["test"] and "oracle" in o
+    assert o["patients"]["train"] == o["patients"]["val"] == real["patients"]["test"]
+    assert real["train"] != real["test"]  # the real split file is untouched
+    out = tmp_path / "oracle.safetensors"
+    assert train_main(["fit", "--model", "srcnn_x2", "--data", str(tiny_dataset), "--split-file", str(tmp_path / "o.json"),
+                       "--batch", "2", "--patch", "32", "--steps", "2", "--val-every", "2", "--ckpt-dir", str(tmp_path / "ck"),
+                       "--out", str(out), "--threads", "1", "--warmup", "1"]) == 0
+    training = read_metadata(out)["training"]
+    assert training["train_images"] == training["val_images"] == len(real["test"])

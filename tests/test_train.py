@@ -373,3 +373,23 @@ def test_oracle_split_trains_and_selects_on_the_test_images_only(tiny_dataset, t
                        "--out", str(out), "--threads", "1", "--warmup", "1"]) == 0
     training = read_metadata(out)["training"]
     assert training["train_images"] == training["val_images"] == len(real["test"])
+
+
+def test_known_gaussian_noise_trains_a_non_blind_denoiser_on_unvaried_targets(tiny_dataset, tmp_path):
+    import torch
+    from train.tasks import TASKS, known_gaussian
+
+    task = known_gaussian(TASKS["denoise"], 0.05)
+    x = torch.full((4, 1, 64, 64), 0.5)
+    noisy = task.train_degrade(x, 1, torch.Generator().manual_seed(0))
+    assert abs(float((noisy - x).std()) - 0.05) < 0.002 and task.train_target is None
+    assert task.eval_degrade is TASKS["denoise"].eval_degrade  # scored exactly as the blind models
+    out = tmp_path / "dn.safetensors"
+    common = ["--data", str(tiny_dataset), "--split-file", str(tmp_path / "s.json"), "--batch", "2", "--patch", "32",
+              "--steps", "2", "--val-every", "2", "--ckpt-dir", str(tmp_path / "ck"), "--out", str(out),
+              "--threads", "1", "--warmup", "1", "--noise-sigma", "0.05"]
+    assert train_main(["fit", "--model", "dncnn", *common]) == 0
+    t = read_metadata(out)["training"]
+    assert t["noise_sigma"] == 0.05 and t["val_varied_copies"] == 0 and "known level" in t["degradation"]
+    with pytest.raises(ValueError, match="noise-sigma"):
+        train_main(["fit", "--model", "srcnn_x2", *common])

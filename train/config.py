@@ -29,6 +29,10 @@ class FitConfig:
     # and the exported file use the averaged weights: averaging over the last ~1/(1 - ema) steps smooths out
     # the optimizer's step-to-step noise, the usual last step of SR training (BasicSR, Real-ESRGAN).
     ema: float = 0.0
+    # Denoising only: train on Gaussian noise of exactly this sigma with the clean targets as they are
+    # (0 = the task's blind mix of noise types and levels on varied targets). A non-blind model for
+    # upper-bound experiments (scripts/oracle_split.py); the shipped denoisers are blind.
+    noise_sigma: float = 0.0
     loss: str = "l1"  # weighted terms from train.losses.LOSSES, e.g. "l1+0.1*gradient"
     init: str = ""  # start from these weights (e.g. a PSNR-trained generator before GAN training)
     gan: str = ""  # "" (no discriminator), "standard" (SRGAN) or "relativistic" (ESRGAN)

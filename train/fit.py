@@ -42,7 +42,7 @@ from .config import FitConfig
 from .data import Image, augmentation, chw_tensor, load_images, load_or_make_split, sample_patches, sample_patches_on
 from .degrade import crop_to_multiple
 from .losses import ADVERSARIAL, FeatureNet, parse_loss
-from .tasks import TASKS
+from .tasks import TASKS, Task, known_gaussian
 
 
 def lr_at(step: int, cfg: FitConfig, peak: float | None = None) -> float:
@@ -110,14 +110,14 @@ def validate(model: torch.nn.Module, images: list[Image], task: str, scale: int,
     return _scores(pairs, scale)
 
 
-def varied_copies(images: list[Image], task: str, seed: int = 12345) -> list[Image]:
+def varied_copies(images: list[Image], task: str | Task, seed: int = 12345) -> list[Image]:
     """``images`` once more, varied as the task varies its training targets (fixed seed).
 
     Validating on these too makes best-on-validation selection reward the whole
     training distribution, not only the Hannover look; empty for tasks that do
-    not vary their targets.
+    not vary their targets. ``task``: a name in ``TASKS`` or a :class:`Task`.
     """
-    vary = TASKS[task].train_target
+    vary = (TASKS[task] if isinstance(task, str) else task).train_target
     if vary is None:
         return []
     gen = torch.Generator().manual_seed(seed)
@@ -186,7 +186,12 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     train_imgs = load_images(cfg.data, split["train"], grayscale=gray)
     val_imgs = load_images(cfg.data, split["val"], grayscale=gray) if main else []
     n_val = len(val_imgs)
-    val_imgs += varied_copies(val_imgs, spec.task)
+    task = TASKS[spec.task]
+    if cfg.noise_sigma:
+        if spec.task != "denoise":
+            raise ValueError(f"--noise-sigma is for denoising models; {cfg.model} is a {spec.task} model")
+        task = known_gaussian(task, cfg.noise_sigma)
+    val_imgs += varied_copies(val_imgs, task)
     model = spec.build().to(device).train()
     if cfg.init:
         model.load_state_dict(load_file(cfg.init))
@@ -207,7 +212,6 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     # CPU path stays as it was, so CPU runs reproduce. Zoomed crops are cut by transforms.v2 on the CPU.
     on_device = [chw_tensor(im.pixels).to(device) for im in train_imgs] if cuda and not cfg.zoom else []
     flip_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
-    task = TASKS[spec.task]
     noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     ckpt = Path(cfg.ckpt_dir) / f"{cfg.model}.ckpt.safetensors"
 

@@ -18,7 +18,7 @@ A :class:`Task` bundles, for one task of the registry (``sr``, ``denoise``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -103,6 +103,17 @@ def random_enhance_tensor(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor
     y = y + _uniform(n, -0.15, 0.15, gen, x)
     y = y + _uniform(n, 0.0, 0.03, gen, x) * torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
     return y.clamp(0, 1)
+
+
+def known_gaussian(task: "Task", sigma: float) -> "Task":
+    """``task`` (denoising) trained on white Gaussian noise of exactly ``sigma`` on unvaried targets:
+    a non-blind denoiser for upper-bound experiments; evaluation and baseline unchanged."""
+
+    def degrade_batch(x: torch.Tensor, scale: int, gen: torch.Generator) -> torch.Tensor:
+        return (x + sigma * torch.randn(x.shape, generator=gen).to(x.device, x.dtype)).clamp(0, 1)
+
+    return replace(task, train_degrade=degrade_batch, train_target=None,
+                   description=f"Gaussian noise sigma {sigma} only (known level), targets not varied")
 
 
 # The fixed evaluation degradations (issue targets are stated for these).

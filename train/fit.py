@@ -169,6 +169,10 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         raise ValueError(f"--ema {cfg.ema} must be in [0, 1) (0 = off; e.g. 0.999)")
     if cfg.gan and cfg.gan not in ADVERSARIAL:
         raise ValueError(f"--gan must be one of {sorted(ADVERSARIAL)}")
+    if cfg.noise_sigma < 0:
+        raise ValueError(f"--noise-sigma {cfg.noise_sigma} must be >= 0 (0 = the blind mix)")
+    if cfg.noise_sigma and spec.task != "denoise":
+        raise ValueError(f"--noise-sigma is for denoising models; {cfg.model} is a {spec.task} model")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world, device = _dist_setup(cfg)
@@ -186,11 +190,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     train_imgs = load_images(cfg.data, split["train"], grayscale=gray)
     val_imgs = load_images(cfg.data, split["val"], grayscale=gray) if main else []
     n_val = len(val_imgs)
-    task = TASKS[spec.task]
-    if cfg.noise_sigma:
-        if spec.task != "denoise":
-            raise ValueError(f"--noise-sigma is for denoising models; {cfg.model} is a {spec.task} model")
-        task = known_gaussian(task, cfg.noise_sigma)
+    task = known_gaussian(TASKS[spec.task], cfg.noise_sigma) if cfg.noise_sigma else TASKS[spec.task]
     val_imgs += varied_copies(val_imgs, task)
     model = spec.build().to(device).train()
     if cfg.init:

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    from studio import loadtest
+    from bench import loadtest
 
     exe = find_chromium()
     if exe is None:

@@ -14,7 +14,7 @@ relative path under ``OUT_DIR`` with the new extension:
 * ``png`` (default): 16-bit grayscale for inputs stored with more than 8
   bits, else 8-bit (colour is 8-bit RGB);
 * ``tiff``: the same bit depths, deflate-compressed;
-* ``dcm``: a derived DICOM (:func:`models.dicom_export.export_derived_dicom`):
+* ``dcm``: a derived DICOM (:func:`models.io.dicom_export.export_derived_dicom`):
   same study, new series, source referenced, de-identified unless
   ``--no-deid``; non-DICOM inputs become Secondary Captures.
 
@@ -126,7 +126,7 @@ def _write_image(out: np.ndarray, dst: Path, fmt: str, bits: int) -> None:
     """PNG or TIFF via a temp name and an atomic rename."""
     from PIL import Image
 
-    from .export import save_png, to_uint
+    from .io.export import save_png, to_uint
 
     tmp = _partial_name(dst)
     try:
@@ -168,9 +168,9 @@ def process_file(src: Path, dst: Path, fmt: str, model: str, *, frame: int = 0, 
     Raises:
         MedEnhanceError / ValueError: unreadable input or model error; OSError: cannot write.
     """
-    from .dicom_export import export_derived_dicom
     from .enhance import enhance
     from .io import read_image
+    from .io.dicom_export import export_derived_dicom
 
     image, meta = read_image(src, frame=frame, window=window)
     out = enhance(image, model, device=device, tile=tile)
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _deid_key(path: Path | None) -> tuple[str, bool]:
     """(key, given): from the key file, the environment, else a fresh random key."""
-    from .deid import new_key
+    from .io.deid import new_key
 
     if path is not None:
         key = path.read_text(encoding="utf-8").strip()
@@ -343,7 +343,7 @@ def _check_model(name: str) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     from . import zoo as _zoo  # noqa: F401  (fills the registry)
-    from .dicom_export import ExportOptions
+    from .io.dicom_export import ExportOptions
 
     parser = build_parser()
     args = parser.parse_args(argv)

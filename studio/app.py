@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import handlers
-from .config import Settings
-from .compare_tab import build_compare_tab
-from .enhance_tab import build_enhance_tab
-from .admin_tab import build_admin_tab
-from .reader_tab import build_reader_tab
-from .study_store import open_store
+from studio import handlers
+from studio.config import Settings
+from studio.study.store import open_store
+from studio.ui.admin_tab import build_admin_tab
+from studio.ui.compare_tab import build_compare_tab
+from studio.ui.enhance_tab import build_enhance_tab
+from studio.ui.reader_tab import build_reader_tab
 
 INTRO = (
     "# MedEnhance Studio\n"

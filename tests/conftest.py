@@ -58,10 +58,10 @@ def _results_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory):
     """Studio result files go to pytest's tmp dir (pruned by pytest), not a new /tmp dir per run."""
     from studio import handlers
 
-    saved = handlers._RESULTS_DIR
-    handlers._RESULTS_DIR = tmp_path_factory.mktemp("results")
+    saved = handlers.results._RESULTS_DIR
+    handlers.results._RESULTS_DIR = tmp_path_factory.mktemp("results")
     yield
-    handlers._RESULTS_DIR = saved
+    handlers.results._RESULTS_DIR = saved
 
 
 @pytest.fixture
@@ -71,5 +71,5 @@ def results_dir(tmp_path, monkeypatch):
 
     d = tmp_path / "results"
     d.mkdir()
-    monkeypatch.setattr(handlers, "_RESULTS_DIR", d)
+    monkeypatch.setattr(handlers.results, "_RESULTS_DIR", d)
     return d

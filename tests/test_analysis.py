@@ -18,7 +18,8 @@ from scipy import optimize
 from scipy import stats as sps
 
 from db import CRITERIA
-from studio import analysis, plots, stats
+from studio import stats
+from studio.stats import analysis, plots
 
 nan = math.nan
 
@@ -309,8 +310,9 @@ def _png_files(folder: Path, n: int) -> list[Path]:
 
 
 def test_cli_writes_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from studio import reading, study
-    from studio.study_store import StudySettings, open_store
+    from studio import study
+    from studio.study import reading
+    from studio.study.store import StudySettings, open_store
 
     store = open_store(StudySettings(data_dir=tmp_path / "data", admin_password="pw"))
     try:

@@ -123,13 +123,13 @@ def test_resume_skips_complete_outputs(tree: Path, tmp_path: Path) -> None:
 
 
 def test_failed_write_leaves_no_file(tree: Path, tmp_path: Path, monkeypatch) -> None:
-    import models.export
+    import models.io.export
 
     def half_write(image, path, bits=8):
         Path(path).write_bytes(b"\x89PNG half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(models.export, "save_png", half_write)
+    monkeypatch.setattr(models.io.export, "save_png", half_write)
     out = tmp_path / "out"
     items = batch.run_batch(tree, out, "bicubic_x2", progress=False)
     assert {i.status for i in items} == {"error"} and "disk full" in items[0].message

@@ -29,8 +29,9 @@ from PIL import Image  # noqa: E402
 from bench import browser as chromium  # noqa: E402
 from conftest import testdata as _testdata  # noqa: E402
 from db import CRITERIA  # noqa: E402
-from studio import loadtest, study  # noqa: E402
-from studio.study_store import StudySettings, open_store  # noqa: E402
+from bench import loadtest  # noqa: E402
+from studio import study  # noqa: E402
+from studio.study.store import StudySettings, open_store  # noqa: E402
 
 CT = _testdata("CT_small.dcm")
 MR = _testdata("MR_small.dcm")

@@ -1,4 +1,4 @@
-"""De-identification (models.deid) on pydicom's real test files, and the studio's header panel.
+"""De-identification (models.io.deid) on pydicom's real test files, and the studio's header panel.
 
 CPU-only and fast; files come from pydicom's bundled test data (no network).
 """
@@ -20,7 +20,8 @@ import pytest  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.sequence import Sequence  # noqa: E402
 
-from models import deid, read_image  # noqa: E402
+from models import read_image  # noqa: E402
+from models.io import deid, dicom_header  # noqa: E402
 from models.errors import DeidentificationError  # noqa: E402
 
 
@@ -166,9 +167,9 @@ def test_burned_in_warning() -> None:
 def test_header_rows_only_for_deidentified() -> None:
     ds = _read(CT)
     with pytest.raises(DeidentificationError):
-        deid.header_rows(ds)
+        dicom_header.header_rows(ds)
     deid.deidentify(ds, KEY)
-    rows = dict(deid.header_rows(ds))
+    rows = dict(dicom_header.header_rows(ds))
     assert rows["PatientIdentityRemoved"] == "YES" and rows["Modality"] == "CT"
     assert rows["SOPClassUID"] == "CT Image Storage" and rows["Rows"] == "128"
     assert "CompressedSamples" not in " ".join(rows.values())
@@ -181,14 +182,14 @@ def test_header_rows_only_for_deidentified() -> None:
 def handlers(tmp_path: Path):
     from studio import handlers as h
 
-    saved, uploads = h._RESULTS_DIR, dict(h._UPLOADS)
-    h._RESULTS_DIR = tmp_path / "results"
-    h._RESULTS_DIR.mkdir()
-    h._UPLOADS.clear()
+    saved, uploads = h.results._RESULTS_DIR, dict(h.uploads._UPLOADS)
+    h.results._RESULTS_DIR = tmp_path / "results"
+    h.results._RESULTS_DIR.mkdir()
+    h.uploads._UPLOADS.clear()
     yield h
-    h._RESULTS_DIR = saved
-    h._UPLOADS.clear()
-    h._UPLOADS.update(uploads)
+    h.results._RESULTS_DIR = saved
+    h.uploads._UPLOADS.clear()
+    h.uploads._UPLOADS.update(uploads)
 
 
 def test_studio_deidentifies_upload_before_use(handlers, tmp_path: Path, caplog) -> None:
@@ -197,7 +198,7 @@ def test_studio_deidentifies_upload_before_use(handlers, tmp_path: Path, caplog)
     before = upload.read_bytes()
     caplog.set_level(logging.DEBUG)
     prepared = handlers.prepare_upload(str(upload))
-    assert prepared.is_dicom and Path(prepared.path).parent == handlers._RESULTS_DIR
+    assert prepared.is_dicom and Path(prepared.path).parent == handlers.results._RESULTS_DIR
     assert "CompressedSamples" not in prepared.path
     stored = Path(prepared.path).read_bytes()
     assert all(s.encode() not in stored for s in CT_SECRETS)

@@ -1,4 +1,4 @@
-"""Derived-DICOM export (models.dicom_export) round trips on real files, and the studio's DICOM download.
+"""Derived-DICOM export (models.io.dicom_export) round trips on real files, and the studio's DICOM download.
 
 Every exported file must open with pydicom and read back through models.read_image
 with the enhanced geometry (size x scale, spacing / scale) and the same display
@@ -20,8 +20,8 @@ from pydicom.pixels import apply_modality_lut  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
 from models import enhance, get_spec, read_image  # noqa: E402
-from models.deid import remap_uid  # noqa: E402
-from models.dicom_export import ExportOptions, export_derived_dicom  # noqa: E402
+from models.io.deid import remap_uid  # noqa: E402
+from models.io.dicom_export import ExportOptions, export_derived_dicom  # noqa: E402
 from models.errors import ExportError  # noqa: E402
 from models.loading import sha256, weights_path  # noqa: E402
 
@@ -186,11 +186,11 @@ def test_bad_outputs_are_export_errors(tmp_path: Path) -> None:
 def handlers(tmp_path: Path):
     from studio import handlers as h
 
-    saved = h._RESULTS_DIR
-    h._RESULTS_DIR = tmp_path / "results"
-    h._RESULTS_DIR.mkdir()
+    saved = h.results._RESULTS_DIR
+    h.results._RESULTS_DIR = tmp_path / "results"
+    h.results._RESULTS_DIR.mkdir()
     yield h
-    h._RESULTS_DIR = saved
+    h.results._RESULTS_DIR = saved
 
 
 def test_studio_enhance_gives_deidentified_dicom_download(handlers) -> None:
@@ -250,15 +250,15 @@ def test_zero_gpu_decorator_and_data_dir(tmp_path: Path, monkeypatch, handlers) 
 
     fake.GPU = gpu
     monkeypatch.setitem(sys.modules, "spaces", fake)
-    assert handlers._zero_gpu(30)(len).zero_gpu_duration == 30
+    assert handlers.enhance._zero_gpu(30)(len).zero_gpu_duration == 30
     monkeypatch.delitem(sys.modules, "spaces")
     monkeypatch.setattr(sys, "path", [])  # no spaces package anywhere: the identity
-    assert handlers._zero_gpu(30)(len) is len
+    assert handlers.enhance._zero_gpu(30)(len) is len
     monkeypatch.undo()
 
     calls = []
     real = handlers.run_model
-    monkeypatch.setattr(handlers, "run_model",
+    monkeypatch.setattr(handlers.enhance, "run_model",
                         lambda image, name, strength=1.0, ensemble=False: calls.append(name) or real(image, name, strength, ensemble))
     handlers.enhance_upload(FILES["MR_small.dcm"], "Enhance", "clahe")
     assert calls == ["clahe"]

@@ -140,13 +140,13 @@ def test_result_write_failure_is_a_clear_error(tmp_path: Path, monkeypatch, capl
         raise OSError(code, os.strerror(code))
 
     src = _png(tmp_path / "in.png")
-    monkeypatch.setattr(handlers, "save_png", full)
+    monkeypatch.setattr(handlers.enhance, "save_png", full)
     with pytest.raises(gr.Error) as info:
         handlers.enhance_file(src, "Denoise", "gaussian")
     assert info.value.title == "Cannot save"
     assert info.value.message.startswith("Could not write the result:") and words in info.value.message
     assert "internal error" not in info.value.message.lower()
-    assert list(handlers._RESULTS_DIR.iterdir()) == []  # nothing half-written left behind
+    assert list(handlers.results._RESULTS_DIR.iterdir()) == []  # nothing half-written left behind
     assert "could not write" in caplog.text and "Traceback" not in caplog.text
     monkeypatch.undo()  # the disk has room again: the next request works
     _, _, png = handlers.enhance_file(src, "Denoise", "gaussian")
@@ -166,7 +166,7 @@ def test_full_disk_while_deidentifying_a_dicom_upload(tmp_path: Path, monkeypatc
     with pytest.raises(gr.Error) as info:
         handlers.enhance_file(str(upload), "Super-resolution x2", "bicubic_x2")
     assert info.value.title == "Cannot save" and "disk is full" in info.value.message
-    assert [p.name for p in handlers._RESULTS_DIR.iterdir()] == []  # no partial de-identified copy
+    assert [p.name for p in handlers.results._RESULTS_DIR.iterdir()] == []  # no partial de-identified copy
 
 
 # --- out of memory ------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_out_of_memory_at_the_last_resort_is_a_clear_error(tmp_path: Path, monke
     def oom(*_a, **_k):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(handlers, "enhance", oom)
+    monkeypatch.setattr(handlers.enhance, "enhance", oom)
     with pytest.raises(gr.Error) as info:
         handlers.enhance_file(_png(tmp_path / "in.png"), "Denoise", "gaussian")
     assert info.value.title == "Out of memory" and "smaller image" in info.value.message

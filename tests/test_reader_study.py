@@ -40,9 +40,11 @@ from scipy import stats as sps  # noqa: E402
 
 import studio  # noqa: E402
 from db import CRITERIA  # noqa: E402
-from studio import auth, loadtest, reading, stats, study  # noqa: E402
+from bench import loadtest  # noqa: E402
+from studio import stats, study  # noqa: E402
+from studio.study import auth, reading  # noqa: E402
 from studio.config import Settings  # noqa: E402
-from studio.study_store import StudySettings, open_store  # noqa: E402
+from studio.study.store import StudySettings, open_store  # noqa: E402
 
 ADMIN = "admin-test-password"
 MODELS = ("bicubic_x2", "clahe", "median")
@@ -393,7 +395,7 @@ def test_reader_tab_offers_hugging_face_sign_in_on_a_space(tmp_path: Path, monke
 def test_uploads_are_removed_after_import_but_server_files_never(tmp_path: Path) -> None:
     from gradio.utils import get_upload_folder
 
-    from studio.admin_tab import remove_uploads
+    from studio.ui.admin_tab import remove_uploads
 
     cache = Path(get_upload_folder())
     cache.mkdir(parents=True, exist_ok=True)

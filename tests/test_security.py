@@ -110,8 +110,8 @@ def test_outputs_have_generated_names_whatever_the_upload_is_called(tmp_path: Pa
         for out in filter(None, (r.png_path, r.dicom_path)):
             out = Path(out)
             assert GENERATED.fullmatch(out.name), out.name
-            assert out.resolve().parent == handlers._RESULTS_DIR.resolve()
-    stored = [p.name for p in handlers._RESULTS_DIR.iterdir()]
+            assert out.resolve().parent == handlers.results._RESULTS_DIR.resolve()
+    stored = [p.name for p in handlers.results._RESULTS_DIR.iterdir()]
     assert stored and all(GENERATED.fullmatch(n) for n in stored), stored  # incl. de-identified copies
     assert not any(word in n for n in stored for word in IDENTIFIERS + ("passwd", "etc"))
 
@@ -137,7 +137,7 @@ def test_no_patient_identifiers_in_logs_or_warnings(tmp_path: Path, monkeypatch,
         def boom(*_a, **_k):
             raise RuntimeError(f"kaputt on {tiff}")  # the path (with the patient name) in an exception
 
-        monkeypatch.setattr(handlers, "enhance", boom)
+        monkeypatch.setattr(handlers.enhance, "enhance", boom)
         with pytest.raises(gr.Error):
             handlers.enhance_file(str(tiff), "Denoise", "gaussian")  # internal error, logged with a traceback
     logged = caplog.text + "\n".join(str(w.message) for w in caught)

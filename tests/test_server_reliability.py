@@ -2,7 +2,7 @@
 HTTP with ``gradio_client`` and raw requests. Bad files are clean errors, the upload limit holds, upload names
 cannot climb out of Gradio's cache, and afterwards the server still serves a normal request.
 
-The full load test is ``python -m studio.enhance_load --clients 4 --requests 5 --size 1024``.
+The full load test is ``python -m bench.enhance_load --clients 4 --requests 5 --size 1024``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import httpx  # noqa: E402
 import pytest  # noqa: E402
 from fuzz_corpus import Case, build_corpus, seed_files  # noqa: E402
 
-from studio import enhance_load  # noqa: E402
+from bench import enhance_load  # noqa: E402
 
 UPLOAD_LIMIT = "8mb"
 PER_CATEGORY = 3

@@ -19,8 +19,9 @@ from PIL import Image  # noqa: E402
 
 import studio  # noqa: E402
 from models import list_models, model_card  # noqa: E402
-from studio import handlers, render  # noqa: E402
-from studio.loadtest import free_port  # noqa: E402
+from studio import handlers
+from studio.ui import render  # noqa: E402
+from bench.loadtest import free_port  # noqa: E402
 
 
 from conftest import testdata as _testdata  # noqa: E402
@@ -131,7 +132,7 @@ def test_strength_is_checked_and_reported(results_dir, tmp_path) -> None:
 
 def test_self_ensemble_is_the_models_and_is_reported(results_dir, tmp_path) -> None:
     from models import enhance
-    from models.export import to_uint
+    from models.io.export import to_uint
 
     src = tmp_path / "in.png"
     pixels = (np.indices((24, 28)).sum(0) * 7 % 256).astype(np.uint8)
@@ -276,7 +277,7 @@ def test_unexpected_errors_are_logged_without_file_names(monkeypatch, caplog, tm
     def boom(*_a, **_k):
         raise RuntimeError(f"kaputt while reading {src}")
 
-    monkeypatch.setattr(handlers, "enhance", boom)
+    monkeypatch.setattr(handlers.enhance, "enhance", boom)
     with pytest.raises(gr.Error) as info:
         studio.enhance_file(str(src), "Enhance", "clahe")
     assert "internal error" in info.value.message.lower()

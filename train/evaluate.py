@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from models import enhance, get_spec, list_models
-from models.export import save_png
+from models.io.export import save_png
 from models.loading import load_network, update_metadata, weights_path
 from models.resample import bicubic_resize_tensor, to_numpy, to_tensor
 

@@ -26,9 +26,9 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from . import handlers, study
-from .reader_tab import guard
-from .study_store import StudyStore
+from studio import handlers, study
+from studio.study.store import StudyStore
+from studio.ui.reader_tab import guard
 
 # Seconds a wrong password waits: makes guessing slow without a lockout an attacker could trigger.
 WRONG_PASSWORD_DELAY_S = 0.5
@@ -167,7 +167,7 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
                            seed: Any, window: str, progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, str]]:
         """Create a study from uploads and/or a server folder; returns (summary, {reader: access code})."""
         _check(store, password)
-        uploads = [handlers._upload_path(f) for f in (files or [])]
+        uploads = [handlers.uploads._upload_path(f) for f in (files or [])]
         try:
             with guard("creating the study"):
                 paths = list(uploads)
@@ -229,9 +229,9 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
 
     def admin_export(password: str, study_id: Any, seed: Any) -> tuple[str, str, str, list[str]]:
         """Export answers (CSV) and the full analysis (ZIP), with the report and plots."""
-        # Imported here, not at the top: `python -m studio.analysis` must not find itself already
+        # Imported here, not at the top: `python -m studio.stats.analysis` must not find itself already
         # imported by the package (runpy warns and would run a second copy of the module).
-        from . import analysis
+        from studio.stats import analysis
 
         _check(store, password)
         with guard("exporting the study"):

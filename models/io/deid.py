@@ -47,16 +47,15 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .errors import DeidentificationError, ImageReadError
+from ..errors import DeidentificationError, ImageReadError
 
 __all__ = [
     "DeidResult",
     "burned_in_warning",
     "deidentify",
     "deidentify_file",
-    "header_rows",
     "is_deidentified",
     "new_key",
     "pseudonym",
@@ -449,8 +448,8 @@ def deidentify_file(
         DeidentificationError: the header could not be cleaned or written.
         OSError: ``dst`` could not be written (disk full, read-only folder, ...).
     """
-    from models.dicom import _read_dataset
-    from models.io import display_name
+    from models.io.dicom import _read_dataset
+    from models.io.limits import display_name
 
     src, dst = Path(os.fspath(src)), Path(os.fspath(dst))
     try:
@@ -498,46 +497,3 @@ def _check_pixel_encapsulation(ds: Any) -> None:
         )
 
 
-# ----------------------------------------------------------------- header panel
-
-# Public, non-identifying attributes shown in the studio's header panel, in order.
-_HEADER_KEYWORDS = (
-    "PatientIdentityRemoved", "DeidentificationMethod", "PatientName", "PatientID", "PatientSex",
-    "PatientAge", "StudyDate", "Modality", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
-    "SOPInstanceUID", "ImageType", "Manufacturer", "ManufacturerModelName", "BodyPartExamined",
-    "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
-    "BitsStored", "PixelRepresentation", "PixelSpacing", "ImagerPixelSpacing", "SliceThickness", "KVP",
-    "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth", "BurnedInAnnotation",
-    "LossyImageCompression",
-)
-_MAX_VALUE_CHARS = 160
-
-
-def header_rows(ds: Any) -> list[tuple[str, str]]:
-    """(keyword, value) rows of the main public attributes of a *de-identified* dataset.
-
-    UIDs of registered classes show their name (e.g. "CT Image Storage"); the
-    transfer syntax comes last. Long values are shortened.
-
-    Raises:
-        DeidentificationError: ``ds`` was not de-identified by :func:`deidentify`:
-            a header with identifiers must never be displayed.
-    """
-    if not is_deidentified(ds):
-        raise DeidentificationError("refusing to display a DICOM header that is not de-identified")
-    rows = []
-    for keyword in _HEADER_KEYWORDS:
-        if keyword in ds:
-            rows.append((keyword, _show(ds[keyword].value, keyword == "SOPClassUID")))
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if ts:
-        rows.append(("TransferSyntaxUID", str(getattr(ts, "name", ts))))
-    return rows
-
-
-def _show(value: Any, by_name: bool = False) -> str:
-    if by_name and value is not None:
-        value = getattr(value, "name", value)
-    values: Iterable[Any] = _values(value)
-    text = "\\".join("" if v is None else str(v) for v in values)
-    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"

@@ -26,10 +26,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from db import CRITERIA, Assignment, Preference, Rating, Reader, Study, Variant, utcnow
-
-from .auth import hash_code, hf_access_code, hf_signin_key, normalize_code
-from .study import StudyError
-from .study_store import StudyStore
+from studio.study.auth import hash_code, hf_access_code, hf_signin_key, normalize_code
+from studio.study.checks import StudyError
+from studio.study.store import StudyStore
 
 MAX_COMMENT = 2000
 CHOICES = ("left", "right")
@@ -178,7 +177,7 @@ def _seconds(item: Assignment, now: dt.datetime) -> float | None:
 def hf_code(store: StudyStore, username: Any) -> str:
     """The access code of a signed-in Hugging Face user: their newest open study where the admin added them.
 
-    The code is derived (see :func:`studio.auth.hf_access_code`), so the reader never types one; the
+    The code is derived (see :func:`studio.study.auth.hf_access_code`), so the reader never types one; the
     page keeps it in the access-code box and every later request is checked like a typed code.
 
     Raises:

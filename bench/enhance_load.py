@@ -1,6 +1,6 @@
 """Bounded load test of the ``/enhance`` endpoint: several API clients enhancing images at once.
 
-    python -m studio.enhance_load --clients 4 --requests 5 --size 1024 [--model gaussian] [--url URL]
+    python -m bench.enhance_load --clients 4 --requests 5 --size 1024 [--model gaussian] [--url URL]
 
 Without ``--url`` the studio is served in this process on a free localhost port,
 configured as ``app.py`` does (queue, concurrency and upload limit from the
@@ -35,8 +35,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from models import get_spec  # noqa: E402
-
-from . import handlers  # noqa: E402
+from studio import handlers  # noqa: E402
 
 
 @dataclass
@@ -104,8 +103,8 @@ def serve(max_file_size: str | None = None) -> Any:
 
     Returns the running ``gr.Blocks``; its ``local_url`` is the address; ``close()`` stops it.
     """
-    from .app import build_app
-    from .config import Settings
+    from studio.app import build_app
+    from studio.config import Settings
 
     settings = Settings.from_env()
     demo = build_app(settings)

@@ -147,8 +147,7 @@ def available_examples() -> list[Example]:
 def thumbnails(side: int = 160) -> list[tuple[Example, Image.Image]]:
     """(example, 8-bit thumbnail at most ``side`` px) of every available, readable example."""
     from models import read_image  # the same reader as uploads: window, MONOCHROME1 and all
-
-    from .render import to_display
+    from studio.ui.render import to_display
 
     out = []
     for ex in available_examples():

@@ -6,8 +6,9 @@ from typing import Any
 
 import gradio as gr
 
-from . import compare, examples, handlers
-from .config import Settings
+from studio import compare, handlers
+from studio.config import Settings
+from studio.ui import examples
 
 COMPARE_HELP = (
     "Run several models on one image and compare them: side by side, in a before/after slider, "

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from models.export import to_uint
+from models.io.export import to_uint
 
 TASK_TITLES = {"sr": "super-resolution", "denoise": "denoising", "enhance": "contrast enhancement"}
 

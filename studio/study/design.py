@@ -1,20 +1,6 @@
-"""Creating and running reader studies: import cases, render variants, plan each reader's list.
+"""A study's design and creation: check the design, import the cases, plan each reader's randomized list.
 
-Plain functions over a :class:`~studio.study_store.StudyStore`; the admin tab,
-tests and scripts call them directly. Every bad request raises
-:class:`StudyError` (a ``ValueError``) with a message meant for the user.
-
-What a study holds:
-
-* **cases**: the source images, stored de-identified: the pixels as the
-  models see them (windowed to [0, 1], 16-bit PNG for grayscale), no DICOM
-  header, under a generated name; plus the upload's SHA-256 for provenance;
-* **variants**: per case, the identity ``"original"`` and one image per model,
-  all made the same way (read the stored case, run ``models.enhance`` or the
-  identity, bring to the case's common display size, write an 8-bit PNG)
-  so size or format never tells a reader which variant is which;
-* **readers** with an access code each and their own randomized list
-  (:func:`plan_assignments`).
+Every bad request raises :class:`~studio.study.checks.StudyError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -23,37 +9,23 @@ import hashlib
 import itertools
 import logging
 import random
-import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
-from PIL import Image
 from sqlalchemy import func, select
 
-from db import DESIGNS, ORIGINAL, Assignment, Case, Preference, Rating, Reader, Study, Variant, utcnow
-from models import enhance, get_spec, list_models, model_card, read_image, validate_image
-from models.export import save_png
-from models.loading import sha256, weights_path
-
-from . import render
-from . import auth
-from .auth import hash_code, new_access_code
-from .study_store import StudyStore
+from db import DESIGNS, ORIGINAL, Assignment, Case, Reader, Study, Variant
+from models import get_spec, list_models, model_card, read_image
+from studio.study.auth import hash_code, new_access_code
+from studio.study.cases import _Rendered, _Source, render_variants, store_source
+from studio.study.checks import MAX_FILES, MAX_NAME, MAX_READERS, StudyError, whole_number
+from studio.study.store import StudyStore
 
 logger = logging.getLogger("medenhance.studio.study")
 
 PAIR_MODES = ("all", "reference")  # 2AFC pairs: every pair of variants, or each model vs the original
-MAX_FILES = 1000
-MAX_READERS = 500
-MAX_NAME = 200
-
-
-class StudyError(ValueError):
-    """A request about a study that cannot be done; the message says why (shown to the user)."""
 
 
 @dataclass(frozen=True)
@@ -113,16 +85,6 @@ class PlannedItem:
 
 # --- checking requests ---------------------------------------------------------------------
 
-def whole_number(value: Any, what: str, lo: int, hi: int) -> int:
-    """A whole number in [lo, hi] from an API value (int, float 3.0, "3")."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise StudyError(f"{what} must be a whole number, got {value!r}.") from None
-    if isinstance(value, bool) or not f.is_integer() or not lo <= f <= hi:
-        raise StudyError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}.")
-    return int(f)
-
 
 def ready_models() -> list[str]:
     """Registered models that can run now (classical, or networks whose weights exist)."""
@@ -178,150 +140,6 @@ def check_design(design: StudyDesign) -> StudyDesign:
         seed=whole_number(design.seed or 0, "Seed", 0, 2**31 - 1),
         window=design.window, frame=whole_number(design.frame or 0, "Frame", 0, 100_000),
     )
-
-
-# --- sources ---------------------------------------------------------------------------------
-
-def folder_files(import_root: Path | None, folder: Any, limit: int = MAX_FILES) -> list[Path]:
-    """Files under ``folder``, which must lie inside ``import_root`` (``STUDIO_IMPORT_ROOT``).
-
-    ``folder`` may be relative to the root or absolute. Symbolic links are
-    resolved first, so neither ``..`` nor a link can reach outside the root;
-    hidden files and folders are skipped.
-
-    Raises:
-        StudyError: import disabled, folder outside the root, missing, or with no files.
-    """
-    if import_root is None:
-        raise StudyError("Importing from a server folder is disabled: the operator must set STUDIO_IMPORT_ROOT.")
-    try:
-        root = Path(import_root).resolve(strict=True)
-        given = Path(str(folder or "").strip() or ".")
-        target = (given if given.is_absolute() else root / given).resolve()
-    except (OSError, ValueError, RuntimeError):  # missing root, NUL bytes, symlink loops
-        raise StudyError("That folder cannot be used.") from None
-    if not target.is_relative_to(root):
-        raise StudyError("That folder is outside the allowed import folder (STUDIO_IMPORT_ROOT).")
-    if not target.is_dir():
-        raise StudyError("No such folder inside the import folder.")
-    files = []
-    for path in sorted(target.rglob("*")):
-        rel = path.relative_to(target)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        try:
-            real = path.resolve(strict=True)
-        except (OSError, RuntimeError):
-            continue
-        if real.is_file() and real.is_relative_to(root):  # a link pointing outside the root is ignored
-            files.append(real)
-        if len(files) > limit:
-            raise StudyError(f"More than {limit} files in that folder; split the study.")
-    if not files:
-        raise StudyError("That folder holds no files.")
-    return files
-
-
-@dataclass
-class _Source:
-    stored_name: str
-    upload_sha256: str
-    stored_sha256: str
-    width: int
-    height: int
-    info: dict[str, Any]
-
-
-# Technical facts kept about a source; everything else in a DICOM header (names, IDs, dates) is dropped.
-_KEPT_META = ("source_format", "modality", "bits_stored", "photometric", "window_center", "window_width",
-              "window_source", "frame", "frame_count", "is_colour")
-
-
-def store_source(store: StudyStore, path: str | Path, window: Any = None, frame: int = 0) -> _Source:
-    """Read an image and keep only its pixels, as the models will see them, under a generated name.
-
-    Raises:
-        StudyError: the file is not a readable image (message without the file's name).
-    """
-    path = Path(path)
-    try:
-        image, meta = read_image(path, frame=frame, window=window)
-    except ValueError as e:  # ImageReadError, bad window
-        msg = str(e).replace(str(path), "the file").replace(path.name, "the file")
-        raise StudyError(f"cannot read it as an image ({msg})") from None
-    name = f"{uuid.uuid4().hex}.png"
-    target = store.source_path(name)
-    # 16-bit grayscale keeps the windowed precision of CT/MR; colour is 8-bit like its source.
-    save_png(image, target, bits=16 if image.ndim == 2 else 8)
-    meta_d = meta.to_dict()
-    info = {k: meta_d.get(k) for k in _KEPT_META if meta_d.get(k) is not None}
-    return _Source(name, sha256(path), sha256(target), int(image.shape[1]), int(image.shape[0]), info)
-
-
-# --- rendering variants ----------------------------------------------------------------------
-
-@dataclass
-class _Rendered:
-    model: str
-    file_name: str
-    file_sha256: str
-    output_width: int
-    output_height: int
-    seconds: float
-    weights_sha256: str | None
-    options: dict[str, Any]
-
-
-def _provenance(model: str) -> tuple[str | None, dict[str, Any]]:
-    """(weights SHA-256 or None, options) of a variant's model."""
-    if model == ORIGINAL:
-        return None, {}
-    spec = get_spec(model)
-    if spec.kind == "network":
-        return sha256(weights_path(spec)), {}
-    return None, dict(spec.options)
-
-
-def _to_display(image: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """[0, 1] image -> 8-bit PIL of ``size`` (w, h): bicubic when enlarging, area average when shrinking."""
-    pil = render.to_display(image)
-    if pil.size == size:
-        return pil
-    up = size[0] > pil.size[0] or size[1] > pil.size[1]
-    return pil.resize(size, Image.Resampling.BICUBIC if up else Image.Resampling.BOX)
-
-
-def render_variants(store: StudyStore, image: np.ndarray, models: Sequence[str], max_side: int) -> list[_Rendered]:
-    """Render one case: the original and every model, at one common display size.
-
-    Args:
-        image: the stored case read back with ``read_image``, float32 [0, 1], (H, W[, 3]).
-        models: model names (without ``"original"``).
-        max_side: cap on the display's long side.
-    Returns:
-        One entry per variant, ``"original"`` first; the PNGs are written to ``variants/``.
-        The display size is the largest model output (e.g. 2H x 2W when a x2 model
-        takes part), so every variant of a case is shown at the same size.
-    """
-    outputs = []
-    for model in (ORIGINAL, *models):
-        t0 = time.perf_counter()
-        # The original takes the same path minus the model: same checks, same resize, same PNG writer.
-        out = validate_image(image) if model == ORIGINAL else enhance(image, model)
-        outputs.append((model, out, time.perf_counter() - t0))
-    h = max(o.shape[0] for _, o, _ in outputs)
-    w = max(o.shape[1] for _, o, _ in outputs)
-    f = min(1.0, max_side / max(h, w))
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    rendered = []
-    for model, out, seconds in outputs:
-        name = f"{uuid.uuid4().hex}.png"
-        path = store.variant_path(name)
-        _to_display(out, size).save(path, format="PNG")
-        weights, options = _provenance(model)
-        rendered.append(_Rendered(model, name, sha256(path), int(out.shape[1]), int(out.shape[0]),
-                                  seconds, weights, options))
-    return rendered
 
 
 # --- planning reader lists -------------------------------------------------------------------
@@ -550,115 +368,3 @@ def _json_window(window: Any) -> Any:
     return list(window) if isinstance(window, tuple) else window
 
 
-def study_id_of(value: Any) -> int:
-    """A study id from an API value; :class:`StudyError` if it is not a positive whole number."""
-    return whole_number(value, "Study id", 1, 2**31 - 1)
-
-
-def _get_study(session: Any, study_id: Any) -> Study:
-    study = session.get(Study, study_id_of(study_id))
-    if study is None:
-        raise StudyError(f"No study with id {study_id}.")
-    return study
-
-
-def add_readers(store: StudyStore, study_id: Any, count: Any) -> dict[str, str]:
-    """Add readers (with codes and lists) to an open study; returns {label: code}, shown once."""
-    n = whole_number(count, "Number of readers", 1, MAX_READERS)
-    with store.db.write() as s:
-        study = _get_study(s, study_id)
-        if study.status != "open":
-            raise StudyError("This study is closed; open a new study instead.")
-        return _add_readers(s, study, n)
-
-
-def add_hf_readers(store: StudyStore, study_id: Any, usernames: Any) -> dict[str, str]:
-    """Add readers who sign in with their Hugging Face account (on a Space) to an open study.
-
-    Args:
-        usernames: Hugging Face usernames, as a list or one text (separated by lines, commas or spaces).
-    Returns:
-        {reader label: username} for the readers added now; users already readers of the study are
-        skipped. Shown once: the database keeps only the hash of each derived code, not the username.
-    Raises:
-        StudyError: no or invalid username, too many readers, closed or unknown study.
-    """
-    text = " ".join(usernames) if isinstance(usernames, (list, tuple)) else str(usernames or "")
-    first: dict[str, str] = {}  # lower case -> first spelling: usernames are case-insensitive
-    for n in re.split(r"[\s,;]+", text):
-        if n.strip():
-            first.setdefault(n.lstrip("@").lower(), n.lstrip("@"))
-    names = list(first.values())
-    if not names:
-        raise StudyError("Give at least one Hugging Face username.")
-    bad = [n for n in names if not auth.HF_USERNAME.fullmatch(n)]
-    if bad:
-        raise StudyError(f"Not a Hugging Face username: {', '.join(bad[:5])}.")
-    whole_number(len(names), "Number of readers", 1, MAX_READERS)
-    key = auth.hf_signin_key(store.data_dir)
-    with store.db.write() as s:
-        study = _get_study(s, study_id)
-        if study.status != "open":
-            raise StudyError("This study is closed; open a new study instead.")
-        codes = {n: auth.hf_access_code(key, study.id, n) for n in names}
-        known = set(s.scalars(select(Reader.code_hash).where(Reader.code_hash.in_([hash_code(c) for c in codes.values()]))))
-        new = [n for n in names if hash_code(codes[n]) not in known]
-        labels = _add_readers(s, study, 0, [codes[n] for n in new])
-        return dict(zip(labels, new))
-
-
-def close_study(store: StudyStore, study_id: Any) -> dict[str, Any]:
-    """Close a study: readers can no longer answer (stored answers stay). Idempotent."""
-    with store.db.write() as s:
-        study = _get_study(s, study_id)
-        if study.status != "closed":
-            study.status = "closed"
-            study.closed_at = utcnow()
-        return {"study_id": study.id, "status": study.status, "closed_at": study.closed_at.isoformat()}
-
-
-def list_studies(store: StudyStore) -> list[dict[str, Any]]:
-    """Every study with its size and answer counts (for the admin)."""
-    with store.db.read() as s:
-        studies = s.scalars(select(Study).order_by(Study.id)).all()
-        out = []
-        for st in studies:
-            n_cases = s.scalar(select(func.count()).select_from(Case).where(Case.study_id == st.id))
-            n_readers = s.scalar(select(func.count()).select_from(Reader).where(Reader.study_id == st.id))
-            n_items = s.scalar(select(func.count()).select_from(Assignment).join(Reader).where(Reader.study_id == st.id))
-            n_done = s.scalar(select(func.count()).select_from(Assignment).join(Reader)
-                              .where(Reader.study_id == st.id, Assignment.answered_at.is_not(None)))
-            out.append({"study_id": st.id, "name": st.name, "design": st.design, "status": st.status,
-                        "models": list(st.models), "cases": n_cases, "readers": n_readers,
-                        "items": n_items, "answered": n_done, "created_at": st.created_at.isoformat()})
-        return out
-
-
-def study_progress(store: StudyStore, study_id: Any) -> dict[str, Any]:
-    """Per-reader progress of a study (answered / total per block, last activity); no answers shown."""
-    with store.db.read() as s:
-        study = _get_study(s, study_id)
-        rows = s.execute(
-            select(Reader.label, Reader.last_seen_at, Assignment.block,
-                   func.count(Assignment.id), func.count(Assignment.answered_at), func.max(Assignment.answered_at))
-            .join(Assignment, Assignment.reader_id == Reader.id)
-            .where(Reader.study_id == study.id)
-            .group_by(Reader.id, Reader.label, Reader.last_seen_at, Assignment.block)
-            .order_by(Reader.id)).all()
-        readers: dict[str, dict[str, Any]] = {}
-        for label, seen, block, total, done, last in rows:
-            r = readers.setdefault(label, {"reader": label, "answered": 0, "total": 0, "last_answer": None,
-                                           "last_seen": seen.isoformat() if seen else None})
-            r["answered"] += done
-            r["total"] += total
-            r[f"{block}_answered"] = done
-            r[f"{block}_total"] = total
-            if last is not None and (r["last_answer"] is None or last.isoformat() > r["last_answer"]):
-                r["last_answer"] = last.isoformat()
-        for r in readers.values():
-            r["status"] = "finished" if r["answered"] == r["total"] else ("not started" if r["answered"] == 0 else "reading")
-        n_ratings = s.scalar(select(func.count()).select_from(Rating).join(Reader).where(Reader.study_id == study.id))
-        n_prefs = s.scalar(select(func.count()).select_from(Preference).join(Reader).where(Reader.study_id == study.id))
-        return {"study_id": study.id, "name": study.name, "design": study.design, "status": study.status,
-                "models": list(study.models), "options": dict(study.options or {}),
-                "ratings": n_ratings, "preferences": n_prefs, "readers": list(readers.values())}

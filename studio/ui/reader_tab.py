@@ -1,4 +1,4 @@
-"""The "Reader study" tab: one case at a time, blinded; the work is in :mod:`studio.reading`.
+"""The "Reader study" tab: one case at a time, blinded; the work is in :mod:`studio.study.reading`.
 
 Named API endpoints (every one takes the reader's access code and checks it
 against the database on each call; nothing held by the browser is trusted):
@@ -30,9 +30,8 @@ from typing import Any, Iterator
 import gradio as gr
 
 from db import CRITERIA
-
-from . import reading
-from .study_store import StudyStore
+from studio.study import reading
+from studio.study.store import StudyStore
 
 logger = logging.getLogger("medenhance.studio.reader")
 

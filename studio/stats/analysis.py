@@ -1,6 +1,6 @@
 """The analysis of a reader study, in the app and on the command line.
 
-    python -m studio.analysis --study 1 [--out DIR] [--data-dir DIR] [--seed 0] [--boot 2000]
+    python -m studio.stats.analysis --study 1 [--out DIR] [--data-dir DIR] [--seed 0] [--boot 2000]
 
 Writes to ``DIR`` (default ``./study-<id>-analysis``):
 
@@ -35,10 +35,22 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from db import (CRITERIA, ORIGINAL, Assignment, Case, Database, Preference, Rating, Reader, SchemaVersionError, Study,
-                Variant, open_database)
-
-from . import plots, stats
+from db import (
+    CRITERIA,
+    ORIGINAL,
+    Assignment,
+    Case,
+    Database,
+    Preference,
+    Rating,
+    Reader,
+    SchemaVersionError,
+    Study,
+    Variant,
+    open_database,
+)
+from studio import stats
+from studio.stats import plots
 
 # Column order of answers.csv (one row per answer; empty where a field does not apply).
 ANSWER_COLUMNS = [
@@ -462,10 +474,10 @@ def write_outputs(database: Database, study_id: int, out_dir: str | Path, seed: 
 # --- command line -------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m studio.analysis --study ID [--out DIR]``: write the analysis files; 0 on success."""
-    from .study_store import StudySettings
+    """``python -m studio.stats.analysis --study ID [--out DIR]``: write the analysis files; 0 on success."""
+    from studio.study.store import StudySettings
 
-    ap = argparse.ArgumentParser(prog="python -m studio.analysis", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m studio.stats.analysis", description=__doc__.split("\n\n")[0])
     ap.add_argument("--study", type=int, required=True, help="study id (see the admin tab)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default ./study-<id>-analysis)")
     ap.add_argument("--data-dir", type=Path, default=None, help="data directory (default: STUDIO_DATA_DIR, ./studio-data)")

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import Database, open_database
-
-from .auth import AdminAuth
+from studio.study.auth import AdminAuth
 
 DEFAULT_DATA_DIR = Path("studio-data")
 SPACE_DATA_DIR = Path("/data")  # Hugging Face Spaces' persistent storage, when enabled

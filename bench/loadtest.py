@@ -1,6 +1,6 @@
 """Bounded load test of the reader endpoints: many readers answering at once over HTTP.
 
-    python -m studio.loadtest --readers 20 --seconds 60 [--think 0] [--cases 12] [--double 0.1] [--max-answers N]
+    python -m bench.loadtest --readers 20 --seconds 60 [--think 0] [--cases 12] [--double 0.1] [--max-answers N]
 
 Starts the studio (``python app.py`` in its own process, as deployed; or
 ``--in-process``) on a free localhost port with a throw-away data directory
@@ -27,10 +27,10 @@ import random  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import urllib.request  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import urllib.request  # noqa: E402
 from concurrent.futures import Future, ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -41,9 +41,8 @@ from PIL import Image  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from db import CRITERIA, Assignment, Preference, Rating, Reader  # noqa: E402
-
-from . import study  # noqa: E402
-from .study_store import StudyStore  # noqa: E402
+from studio import study  # noqa: E402
+from studio.study.store import StudyStore  # noqa: E402
 
 
 @dataclass
@@ -260,7 +259,7 @@ def run_load(url: str, store: StudyStore, codes: Sequence[str], seconds: float, 
 
 def _verify(store: StudyStore, codes: Sequence[str], sent: dict[str, tuple[str, dict[str, Any]]],
             report: LoadReport) -> None:
-    from .auth import hash_code
+    from studio.study.auth import hash_code
 
     hashes = [hash_code(c) for c in codes]
     with store.db.read() as s:
@@ -322,7 +321,7 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the studio on localhost, run the load, print the report; 0 when nothing was lost or duplicated."""
-    ap = argparse.ArgumentParser(prog="python -m studio.loadtest", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
     ap.add_argument("--readers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60.0, help="how long readers keep answering")
     ap.add_argument("--max-answers", type=int, default=None, help="stop each reader after this many answers")
@@ -344,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.data_dir = Path(tmp.name)
     os.environ["STUDIO_DATA_DIR"] = str(args.data_dir)
     os.environ.setdefault("STUDIO_ADMIN_PASSWORD", "loadtest-" + os.urandom(8).hex())
-    from .study_store import StudySettings, open_store
+    from studio.study.store import StudySettings, open_store
 
     store = open_store(StudySettings.from_env())  # creates the database before the server opens it
     port = free_port()
@@ -352,8 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = proc = None
     try:
         if args.in_process:
-            from .app import build_app
-            from .config import Settings
+            from studio.app import build_app
+            from studio.config import Settings
 
             settings = Settings.from_env()
             demo = build_app(settings)

@@ -6,8 +6,8 @@ from typing import Any
 
 import gradio as gr
 
-from . import handlers
-from .config import Settings
+from studio import handlers
+from studio.config import Settings
 
 UPLOAD_HELP = (
     "DICOM (.dcm or no extension), PNG, JPEG or TIFF, 8 or 16 bit. "

@@ -12,7 +12,7 @@ from .registry import get_spec
 def model_card(name: str) -> dict[str, Any]:
     """Everything known about a model, as a JSON-serialisable dict.
 
-    Keys: name, task, scale, kind, in_channels, summary; for networks also
+    Keys: name, task, scale, kind, in_channels, summary, fails (where it is known to fail); for networks also
     ``weights`` (file name), ``weights_present`` and ``metadata`` (training
     config, data, steps, validation and test scores written by ``train``).
     """
@@ -24,6 +24,7 @@ def model_card(name: str) -> dict[str, Any]:
         "kind": spec.kind,
         "in_channels": spec.in_channels,
         "summary": spec.card,
+        "fails": spec.fails,
         "options": dict(spec.options),
     }
     if spec.kind == "network":

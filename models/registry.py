@@ -30,6 +30,7 @@ class ModelSpec:
             (colour images go through their luma channel), 3 for colour
             networks; classical baselines take both and say 0 ("any").
         card: a short human description: what it is and how it was made.
+        fails: where it is known to fail (inputs, conditions), shown on its card; networks must say.
         weights: file name under ``models/weights`` for networks, else None.
         build: zero-argument constructor of the ``torch.nn.Module`` (networks).
         fn: ``fn(image, **options) -> image`` for classical baselines; image is
@@ -46,6 +47,7 @@ class ModelSpec:
     build: Callable[[], Any] | None = None
     fn: Callable[..., np.ndarray] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    fails: str = ""
 
     @property
     def kind(self) -> str:

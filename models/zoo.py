@@ -35,6 +35,14 @@ _LOSSES = {"srcnn_x2": _MSE_LAST, "edsr_x4": _MSE_LAST,
            "vdsr_x4": "with L1 except the 4th of 5 stages, with MSE (PSNR-oriented)."}
 
 
+# Where the bicubic-trained SR networks fail (their cards' "Where it fails").
+_SR_FAILS = ("Trained only on antialiased bicubic downsampling of clean 8-bit CLAHE-processed radiographs of one "
+             "hospital: noise, detector blur and JPEG artefacts in the input are not removed and may be sharpened "
+             "with the anatomy. Scores on other sites' unprocessed radiographs: docs/results/external.")
+_GAN_FAILS = (_SR_FAILS + " Trained with an adversarial loss: it can add texture that is not in the patient "
+              "(compare the error maps); use the PSNR-oriented model for reading.")
+
+
 def _losses(name: str) -> str:
     """The card's sentence on the training losses of ``name``'s shipped weights."""
     return _LOSSES.get(name, "with L1.")
@@ -46,14 +54,14 @@ for s in (2, 4):
         f"SRCNN 9-5-5 (Dong et al. 2016) x{s}, 57k parameters, refining a bicubic upsample with a global "
         "residual connection. Trained on Hannover chest radiographs, patient-level split, "
         + _losses(f"srcnn_x{s}"),
-        weights=f"srcnn_x{s}.safetensors", build=partial(SRCNN, scale=s),
+        fails=_SR_FAILS, weights=f"srcnn_x{s}.safetensors", build=partial(SRCNN, scale=s),
     ))
     register(ModelSpec(
         f"vdsr_x{s}", "sr", s, 1,
         f"VDSR (Kim et al. 2016) x{s}: 20 conv layers, 32 channels, residual over bicubic. "
         "Trained on Hannover chest radiographs, patient-level split, "
         + _losses(f"vdsr_x{s}"),
-        weights=f"vdsr_x{s}.safetensors", build=partial(VDSR, scale=s),
+        fails=_SR_FAILS, weights=f"vdsr_x{s}.safetensors", build=partial(VDSR, scale=s),
     ))
 
 for s in (2, 4):
@@ -62,7 +70,7 @@ for s in (2, 4):
         f"EDSR-baseline-style x{s} (Lim et al. 2017): 8 residual blocks x 48 features, no batch norm, "
         "pixel-shuffle upsampling, residual over bicubic. Trained on Hannover chest radiographs, patient-level split, "
         + _losses(f"edsr_x{s}"),
-        weights=f"edsr_x{s}.safetensors", build=partial(EDSR, scale=s),
+        fails=_SR_FAILS, weights=f"edsr_x{s}.safetensors", build=partial(EDSR, scale=s),
     ))
 
 register(ModelSpec(
@@ -71,13 +79,13 @@ register(ModelSpec(
     "residual over bicubic; "
     "trained with L1, then MSE (PSNR-oriented): two MSE stages on the CPU, three on an H100, and a last one on the CPU "
     "with a moving average of the weights. An earlier stage is the starting point of srgan_x4.",
-    weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
+    fails=_SR_FAILS, weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
 ))
 register(ModelSpec(
     "srgan_x4", "sr", 4, 1,
     "SRGAN x4 (Ledig et al. 2017): the SRResNet generator fine-tuned with a standard GAN loss against a "
     "VGG-style discriminator plus L1 + feature (perceptual) loss. Sharper textures; may hallucinate detail.",
-    weights="srgan_x4.safetensors", build=partial(SRResNet, scale=4),
+    fails=_GAN_FAILS, weights="srgan_x4.safetensors", build=partial(SRResNet, scale=4),
 ))
 register(ModelSpec(
     "rrdbnet_x4", "sr", 4, 1,
@@ -85,41 +93,43 @@ register(ModelSpec(
     "residual over bicubic; "
     "trained with L1, then MSE (PSNR-oriented): one MSE stage on the CPU, the last two on an H100. An earlier "
     "stage is the starting point of esrgan_x4.",
-    weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4),
+    fails=_SR_FAILS, weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4),
 ))
 register(ModelSpec(
     "esrgan_x4", "sr", 4, 1,
     "ESRGAN x4 (Wang et al. 2018): RRDBNet fine-tuned with a relativistic-average GAN loss plus L1 + feature "
     "(perceptual) loss. Sharper textures; may hallucinate detail.",
-    weights="esrgan_x4.safetensors", build=partial(RRDBNet, scale=4),
+    fails=_GAN_FAILS, weights="esrgan_x4.safetensors", build=partial(RRDBNet, scale=4),
 ))
 
 # --- restoration networks (issue: denoising and perceptual enhancement) --------------
 _DENOISER_TRAINING = (
     "Trained over Gaussian, Poisson and Rician noise of many levels on Hannover chest radiographs, with the clean "
     "images also blurred, re-windowed and gamma-shifted so it does not learn that one hospital's CLAHE look "
-    "(without this it left noise on smooth, unprocessed radiographs from other sites). Fails on noise stronger than "
-    "sigma 0.1 (outside its training range) and on blur, which it does not remove; fine lung texture is partly "
-    "smoothed with the noise (see the error maps in docs/results/maps)."
+    "(without this it left noise on smooth, unprocessed radiographs from other sites)."
+)
+_DENOISER_FAILS = (
+    "Noise stronger than sigma 0.1 (outside its training range) and blur, which it does not remove; fine lung "
+    "texture is partly smoothed with the noise (see the error maps in docs/results/maps)."
 )
 # The autoencoder first: it scores best on held-out patients, so the studio preselects it for Denoise.
 register(ModelSpec(
     "dae", "denoise", 1, 1,
     "Convolutional denoising autoencoder with skip connections (3-level U-Net, 32-256 channels). " + _DENOISER_TRAINING,
-    weights="dae.safetensors", build=partial(DenoisingAutoencoder, in_channels=1, width=32, levels=3),
+    fails=_DENOISER_FAILS, weights="dae.safetensors", build=partial(DenoisingAutoencoder, in_channels=1, width=32, levels=3),
 ))
 register(ModelSpec(
     "dncnn", "denoise", 1, 1,
     "DnCNN-style blind denoiser (Zhang et al. 2017): 17 conv layers x 32 channels, no batch norm, predicts the "
     "noise. " + _DENOISER_TRAINING,
-    weights="dncnn.safetensors", build=partial(DnCNN, in_channels=1),
+    fails=_DENOISER_FAILS, weights="dncnn.safetensors", build=partial(DnCNN, in_channels=1),
 ))
 register(ModelSpec(
     "gated_enhance", "enhance", 1, 1,
     "Residual-gated perceptual enhancement network (after Sharif et al., IEEE JBHI 2022): gated residual blocks "
     "plus a global gain/offset path; corrects contrast, brightness and noise together. Grayscale (colour images: "
-    "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs (CLAHE-processed). Fails on "
-    "degradations outside its training range (contrast factor < 0.3, gamma outside 0.6-1.8) and on blur; on "
+    "luma). Trained with L1 + SSIM + gradient loss on Hannover chest radiographs (CLAHE-processed).",
+    fails="Degradations outside its training range (contrast factor < 0.3, gamma outside 0.6-1.8) and blur; on "
     "unprocessed radiographs from other sites plain contrast stretching scores higher PSNR (it learned to "
     "produce the Hannover look); on colour images it corrects luma only, so colour casts remain.",
     weights="gated_enhance.safetensors", build=partial(GatedEnhancer, in_channels=1),
@@ -130,5 +140,7 @@ register(ModelSpec(
     "gradient + DeltaE (CIE76) loss on scikit-image's colour photographs, grey samples and Hannover training "
     "radiographs (grey images go in as three equal channels); evaluated on held-out medical colour images "
     "(retina fundus, immunohistochemistry) and held-out radiographs.",
+    fails="Evaluated only on fundus and immunohistochemistry colour images: other colour images are untested; on "
+    "grey radiographs the grayscale network gated_enhance scores higher (Hannover test 25.05 vs 21.00 dB).",
     weights="gated_enhance_rgb.safetensors", build=partial(GatedEnhancer, in_channels=3),
 ))

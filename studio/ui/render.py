@@ -75,8 +75,13 @@ def _score_row(split: str, s: Mapping[str, Any]) -> str | None:
 
 
 def scores_markdown(metadata: Mapping[str, Any]) -> str:
-    """Validation and test scores next to their baseline, as a markdown table ('' if none)."""
-    splits = [k for k in metadata if k == "val" or k.startswith("test")]
+    """Validation, held-out test and other-site scores next to their baseline, as a markdown table ('' if none).
+
+    Rows: ``val`` (model selection), ``test_*`` (held-out patients), ``external_*`` (other sites' images,
+    never used for training or selection).
+    """
+    splits = ([k for k in metadata if k == "val"] + sorted(k for k in metadata if k.startswith("test"))
+              + sorted(k for k in metadata if k.startswith("external")))
     rows = [r for split in splits if (r := _score_row(split, metadata.get(split, {})))]
     if not rows:
         return ""
@@ -85,24 +90,31 @@ def scores_markdown(metadata: Mapping[str, Any]) -> str:
     return head + "\n" + "\n".join(rows)
 
 
-def training_markdown(metadata: Mapping[str, Any]) -> str:
-    """One bullet list saying how a network was trained (from its weights metadata)."""
+def data_markdown(metadata: Mapping[str, Any]) -> str:
+    """One line saying what a network learned from: data set, image and patient counts, degradation."""
     t = metadata.get("training", {}) if isinstance(metadata.get("training"), Mapping) else {}
-    items = []
-    if metadata.get("arch"):
-        p = metadata.get("params")
-        items.append(f"architecture {metadata['arch']}" + (f", {int(p):,} parameters" if isinstance(p, (int, float)) else ""))
+    parts = []
     if t.get("data_name"):
-        data = f"data: {t['data_name']}"
+        data = str(t["data_name"])
         if t.get("train_images"):
             data += f", {t['train_images']} training images"
             if t.get("train_patients"):
                 data += f" from {t['train_patients']} patients"
         if t.get("val_images"):
             data += f"; {t['val_images']} validation images"
-        items.append(data)
+        parts.append(data)
     if t.get("degradation"):
-        items.append(f"degradation: {t['degradation']}")
+        parts.append(f"degradation: {t['degradation']}")
+    return "; ".join(parts)
+
+
+def training_markdown(metadata: Mapping[str, Any]) -> str:
+    """How a network was trained (architecture, schedule, machine, history), as a bullet list."""
+    t = metadata.get("training", {}) if isinstance(metadata.get("training"), Mapping) else {}
+    items = []
+    if metadata.get("arch"):
+        p = metadata.get("params")
+        items.append(f"architecture {metadata['arch']}" + (f", {int(p):,} parameters" if isinstance(p, (int, float)) else ""))
     if t.get("steps"):
         opt = f"{t['steps']} steps"
         for key, label in (("batch", "batch"), ("patch", "patch"), ("lr", "lr"), ("loss", "loss")):
@@ -114,15 +126,20 @@ def training_markdown(metadata: Mapping[str, Any]) -> str:
     if metadata.get("created"):
         items.append(f"created {metadata['created']}")
     if t.get("notes"):
-        items.append(f"notes: {t['notes']}")
+        items.append(f"history: {t['notes']}")
     return "\n".join(f"- {i}" for i in items)
 
 
 def card_markdown(card: Mapping[str, Any], heading: str = "###") -> str:
-    """A model card (from :func:`models.model_card`) as markdown: what it is, how trained, scores."""
+    """A model card (from :func:`models.model_card`) as markdown for a radiologist.
+
+    In order: a short summary, the data it learned from, its measured scores, where it fails;
+    the training history (schedules, stages, machines) last, folded behind "Training details".
+    """
     kind = card.get("kind", "?")
     parts = [f"{heading} {card.get('name', '?')} — {kind}, {_title(card.get('task', '?'), int(card.get('scale', 1)))}",
              str(card.get("summary", ""))]
+    details = ""
     if kind == "network":
         if not card.get("weights_present"):
             parts.append(f"**Weights not available yet** (`{card.get('weights', '?')}` missing): this model cannot run until it is trained.")
@@ -130,19 +147,27 @@ def card_markdown(card: Mapping[str, Any], heading: str = "###") -> str:
         if card.get("metadata_error"):
             parts.append(f"Weights metadata unreadable: {card['metadata_error']}")
         if meta:
-            tr = training_markdown(meta)
-            if tr:
-                parts.append("**Training**\n\n" + tr)
+            data = data_markdown(meta)
+            if data:
+                parts.append("**Data**: " + data)
             sc = scores_markdown(meta)
             if sc:
-                parts.append("**Held-out scores** (higher is better)\n\n" + sc)
+                parts.append("**Measured scores** (val: model selection; test: held-out patients; external: other "
+                             "sites, never trained on)\n\n" + sc)
             else:
                 parts.append("No validation/test scores recorded in the weights file.")
+            tr = training_markdown(meta)
+            if tr:
+                # HTML <details> folds in Gradio's Markdown and on GitHub alike.
+                details = "<details><summary>Training details</summary>\n\n" + tr + "\n\n</details>"
     else:
         opts = card.get("options") or {}
         if opts:
             parts.append("Options: " + ", ".join(f"`{k}={v}`" for k, v in opts.items()))
         parts.append("Classical method: no training, no learned weights.")
+    if card.get("fails"):
+        parts.append("**Where it fails**: " + str(card["fails"]))
+    parts.append(details)
     return "\n\n".join(p for p in parts if p)
 
 

@@ -184,8 +184,3 @@ def pick_plan(name: str, module: torch.nn.Module, device: str) -> ExecPlan:
             module.to(memory_format=torch.channels_last)
         _plans[key] = best
         return best
-
-
-def chosen_plans() -> dict[str, str]:
-    """Model/device -> chosen plan label, for reports and benchmarks."""
-    return {f"{k[0]}@{k[1]}": p.label for k, p in _plans.items()}

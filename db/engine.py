@@ -6,10 +6,12 @@ so two concurrent submissions queue for the write lock up front instead of
 failing when a read transaction tries to upgrade to a write; reads use a
 plain deferred ``BEGIN`` and run in parallel.
 
-Start-up checks the recorded schema version and refuses a database written
-by another version of the code (:class:`SchemaVersionError`).
+Start-up creates the tables of an empty database with the Alembic migrations
+(:mod:`db.migrate`), adopts a database created before Alembic, and refuses a
+database at another schema revision (:class:`SchemaVersionError`, whose
+message names the ``python -m db upgrade`` command to run).
 
-This module imports only SQLAlchemy and the standard library.
+This module imports only SQLAlchemy, Alembic (via :mod:`db.migrate`) and the standard library.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from .schema import SCHEMA_VERSION, Base, SchemaMeta, utcnow
+from . import migrate
+from .schema import DB_FILE_NAME, SCHEMA_VERSION, SchemaMeta
 
-DB_FILE_NAME = "studies.db"
 # Seconds a SQLite writer waits for the lock before failing: far above any single answer's commit time.
 BUSY_TIMEOUT_S = 30.0
 
@@ -124,8 +126,7 @@ class Database:
         if not tables:
             return None
         if SchemaMeta.__tablename__ not in tables:
-            raise SchemaVersionError(f"{self.describe()} has tables but no schema version: it is not a "
-                                     "MedEnhance study database; point STUDIO_DATA_DIR or DATABASE_URL elsewhere.")
+            raise self._foreign()
         with self.read() as s:
             raw = s.scalar(select(SchemaMeta.value).where(SchemaMeta.key == "schema_version"))
         try:
@@ -134,28 +135,133 @@ class Database:
             raise SchemaVersionError(f"{self.describe()} records an unreadable schema version {raw!r}.") from None
 
     def init_schema(self) -> int:
-        """Create the tables of an empty database, or check an existing one's version.
+        """Make an empty database current, or check that an existing one is what this code needs.
+
+        An empty database gets every migration up to head; a database created before Alembic
+        (schema_meta says version 1, no revision recorded) is stamped at the baseline revision,
+        whose tables it has. Anything else is left as it is: the app never migrates a database
+        with data on its own, the operator runs ``python -m db upgrade`` (after a backup).
 
         Returns:
             The schema version (always :data:`SCHEMA_VERSION`).
         Raises:
-            SchemaVersionError: the database records another version; nothing is changed.
+            SchemaVersionError: an older or unknown revision, another schema version, or not a
+                study database; nothing is changed.
         """
+        head = migrate.head_revision()
+        state = self.state()  # without the lock: a database at head (every start but the first) needs no write
+        if state.kind in ("empty", "legacy"):
+            with migrate.locked(self._write_engine) as conn:  # two processes starting at once queue here
+                state = migrate.read_state(conn)  # again: the other process may have done it meanwhile
+                if state.kind == "empty":
+                    migrate.upgrade(conn, "head")
+                elif state.kind == "legacy":
+                    self._check_legacy(state)
+                    if head != migrate.BASELINE_REVISION:
+                        raise self._behind(f"the pre-Alembic schema version {state.legacy_version}")
+                    migrate.stamp(conn, migrate.BASELINE_REVISION)
+                state = migrate.read_state(conn)  # what is checked below, as it is now
+        if state.kind == "revision":
+            self._check_revision(state.revision or "", head)
+        elif state.kind == "foreign":
+            raise self._foreign()
         version = self.schema_version()
-        if version is None:
-            Base.metadata.create_all(self._write_engine)
-            with self.write() as s:
-                # merge: two processes starting at once both "create"; the second write is a no-op.
-                s.merge(SchemaMeta(key="schema_version", value=str(SCHEMA_VERSION)))
-                if s.get(SchemaMeta, "created_at") is None:
-                    s.add(SchemaMeta(key="created_at", value=utcnow().isoformat()))
-            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"{self.describe()} has schema version {version}, but this code needs version {SCHEMA_VERSION}. "
-                "Refusing to start: migrate the database (or export it with the code that wrote it), "
-                "or point STUDIO_DATA_DIR / DATABASE_URL at another location.")
+            raise self._version_mismatch(version)
         return version
+
+    def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
+        """Migrate the database to ``revision`` (``python -m db upgrade``); idempotent.
+
+        A pre-Alembic database is stamped at the baseline first, then upgraded.
+
+        Returns:
+            The revision before and after (None: the database was empty before).
+        Raises:
+            SchemaVersionError: not a study database, or a revision this code does not know.
+        """
+        with migrate.locked(self._write_engine) as conn:
+            state = migrate.read_state(conn)
+            before = state.revision
+            if state.kind == "foreign":
+                raise self._foreign()
+            if state.kind == "legacy":
+                self._check_legacy(state)
+                migrate.stamp(conn, migrate.BASELINE_REVISION)
+                before = migrate.BASELINE_REVISION
+            elif state.kind == "revision" and not migrate.is_known(before or ""):
+                raise self._unknown(before or "")
+            migrate.upgrade(conn, revision)
+            after = migrate.read_state(conn).revision
+        return before, after
+
+    def stamp(self, revision: str) -> None:
+        """Record ``revision`` without running migrations (``python -m db stamp``), e.g. after a
+        restore into a database whose tables are known to be at that revision.
+
+        Raises:
+            SchemaVersionError: the database is empty (a stamp would hide the missing tables) or
+                ``revision`` is not one of this code's revisions.
+        """
+        if revision != "head" and not migrate.is_known(revision):
+            raise SchemaVersionError(f"unknown revision {revision!r}; this code knows "
+                                     f"{', '.join(self.known_revisions())}.")
+        with migrate.locked(self._write_engine) as conn:
+            if migrate.read_state(conn).kind == "empty":
+                raise SchemaVersionError(f"{self.describe()} is empty: create its tables with "
+                                         f"`{migrate.upgrade_command(self.url)}` instead of stamping it.")
+            migrate.stamp(conn, revision)
+
+    def state(self) -> migrate.DatabaseState:
+        """What the database holds (empty, pre-Alembic, foreign or at a revision); changes nothing."""
+        with self.engine.connect() as conn:
+            return migrate.read_state(conn)
+
+    @staticmethod
+    def known_revisions() -> list[str]:
+        """This code's revisions, oldest first."""
+        return [r.revision for r in reversed(list(migrate.script_directory().walk_revisions()))]
+
+    # --- refusals: each says what to do ---------------------------------------------
+
+    def _check_legacy(self, state: migrate.DatabaseState) -> None:
+        if state.legacy_version != migrate.LEGACY_SCHEMA_VERSION:
+            try:
+                version: int | str | None = int(state.legacy_version or "")
+            except ValueError:
+                version = state.legacy_version
+            raise self._version_mismatch(version)
+
+    def _check_revision(self, revision: str, head: str) -> None:
+        if revision == head:
+            return
+        if migrate.is_known(revision):
+            raise self._behind(f"schema revision {revision}")
+        raise self._unknown(revision)
+
+    def _behind(self, what: str) -> SchemaVersionError:
+        return SchemaVersionError(
+            f"{self.describe()} is at {what}, but this code needs revision {migrate.head_revision()} "
+            f"(schema version {SCHEMA_VERSION}). Refusing to start: back the database up, then run "
+            f"`{migrate.upgrade_command(self.url)}` and start again.")
+
+    def _unknown(self, revision: str) -> SchemaVersionError:
+        return SchemaVersionError(
+            f"{self.describe()} is at schema revision {revision!r}, which this code does not know "
+            f"(it knows up to {migrate.head_revision()}): a newer version of MedEnhance wrote it, and "
+            "schemas are never downgraded. Refusing to start: run the version that wrote it (its "
+            "`python -m db upgrade` brings older databases up to that revision), or point "
+            "STUDIO_DATA_DIR / DATABASE_URL at another database.")
+
+    def _foreign(self) -> SchemaVersionError:
+        return SchemaVersionError(f"{self.describe()} has tables but no schema version: it is not a "
+                                  "MedEnhance study database; point STUDIO_DATA_DIR or DATABASE_URL elsewhere.")
+
+    def _version_mismatch(self, version: int | str | None) -> SchemaVersionError:
+        return SchemaVersionError(
+            f"{self.describe()} has schema version {version}, but this code needs version {SCHEMA_VERSION}. "
+            "Refusing to start: migrate the database (or export it with the code that wrote it), "
+            "or point STUDIO_DATA_DIR / DATABASE_URL at another location.")
 
     def describe(self) -> str:
         """The database for messages: the SQLite file path, or the URL without its password."""

@@ -37,6 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The SQLite file of a data directory (STUDIO_DATA_DIR) when no DATABASE_URL is given.
+DB_FILE_NAME = "studies.db"
 # Bump on every change of tables or columns; a database with another version is refused at start-up.
 SCHEMA_VERSION = 1
 

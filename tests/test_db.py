@@ -1,6 +1,7 @@
 """Storage tests: schema, SQLite settings, version check, constraints, concurrent writers.
 
-Pure SQLAlchemy: no models, no gradio. Every database lives in pytest's tmp_path.
+Pure SQLAlchemy: no models, no gradio. Database tests run on SQLite (a file in pytest's tmp_path)
+and PostgreSQL (a fresh database per test, see tests/pg.py): ids ``[sqlite]`` / ``[postgresql]``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,39 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
 
 import db
 from db import Assignment, Case, Preference, Rating, Reader, SchemaMeta, Study, Variant, open_database
+from tests.pg import database_url, make_database_url, pg_server_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture
-def database(tmp_path: Path):
+def database(tmp_path: Path, database_url: str):  # noqa: F811 - the fixture of tests.pg
+    d = open_database(tmp_path, database_url)
+    yield d
+    d.dispose()
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path):
+    """SQLite in the data directory, the app's default."""
     d = open_database(tmp_path)
     yield d
     d.dispose()
+
+
+def _sql(url: str, statement: str):
+    """Run one SQL statement outside the app's engines (as another client would); returns the first value."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        engine.dispose()
 
 
 def _study(s, **kw) -> Study:
@@ -60,7 +82,8 @@ SCORES = dict(overall=4, noise=3, sharpness=5, contrast=4, artefacts=5, confiden
 
 # --- opening -------------------------------------------------------------------------------------
 
-def test_sqlite_file_in_data_dir_with_wal_and_foreign_keys(tmp_path: Path, database: db.Database) -> None:
+def test_sqlite_file_in_data_dir_with_wal_and_foreign_keys(tmp_path: Path, sqlite_database: db.Database) -> None:
+    database = sqlite_database
     assert database.is_sqlite
     assert (tmp_path / db.DB_FILE_NAME).exists()
     with database.read() as s:
@@ -77,31 +100,36 @@ def test_database_url_choice(tmp_path: Path) -> None:
     assert db.database_url(tmp_path, "postgresql+psycopg://u:p@h/x") == "postgresql+psycopg://u:p@h/x"
 
 
-def test_reopening_keeps_data_and_version(tmp_path: Path) -> None:
-    d1 = open_database(tmp_path)
+def test_reopening_keeps_data_and_version(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+    d1 = open_database(tmp_path, database_url)
     with d1.write() as s:
         _study(s)
     d1.dispose()
-    d2 = open_database(tmp_path)
+    d2 = open_database(tmp_path, database_url)
     with d2.read() as s:
         assert s.scalar(select(func.count()).select_from(Study)) == 1
     d2.dispose()
 
 
-def test_schema_version_mismatch_refuses_to_start(tmp_path: Path) -> None:
-    d1 = open_database(tmp_path)
+def test_schema_version_mismatch_refuses_to_start(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+    d1 = open_database(tmp_path, database_url)
     with d1.write() as s:
         s.get(SchemaMeta, "schema_version").value = str(db.SCHEMA_VERSION + 1)
     d1.dispose()
     with pytest.raises(db.SchemaVersionError, match=r"schema version 2.*needs version 1.*Refusing to start"):
-        open_database(tmp_path)
+        open_database(tmp_path, database_url)
     # Nothing was changed by the refused start.
-    con = sqlite3.connect(tmp_path / db.DB_FILE_NAME)
-    assert con.execute("SELECT value FROM schema_meta WHERE key='schema_version'").fetchone()[0] == "2"
-    con.close()
+    assert _sql(database_url, "SELECT value FROM schema_meta WHERE key='schema_version'") == "2"
 
 
-def test_foreign_database_is_refused(tmp_path: Path) -> None:
+def test_foreign_database_is_refused(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+    _sql(database_url, "CREATE TABLE something_else (x INTEGER)")
+    with pytest.raises(db.SchemaVersionError, match="not a MedEnhance study database"):
+        open_database(tmp_path, database_url)
+    assert _sql(database_url, "SELECT count(*) FROM something_else") == 0  # and left alone
+
+
+def test_foreign_sqlite_file_in_data_dir_is_refused(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / db.DB_FILE_NAME)
     con.execute("CREATE TABLE something_else (x INTEGER)")
     con.commit()
@@ -177,7 +205,8 @@ def test_timestamps_are_utc_aware(database: db.Database) -> None:
 
 
 def test_concurrent_writers_all_commit(tmp_path: Path, database: db.Database) -> None:
-    """Writers from many threads queue for SQLite's lock (BEGIN IMMEDIATE + busy timeout): none fails."""
+    """Writers from many threads all commit: on SQLite they queue for the lock (BEGIN IMMEDIATE + busy
+    timeout), on PostgreSQL they run side by side (inserts of distinct rows never conflict)."""
     errors: list[BaseException] = []
 
     def work(t: int) -> None:

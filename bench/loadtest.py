@@ -1,6 +1,7 @@
 """Bounded load test of the reader endpoints: many readers answering at once over HTTP.
 
     python -m bench.loadtest --readers 20 --seconds 60 [--think 0] [--cases 12] [--double 0.1] [--max-answers N]
+    python -m bench.loadtest --processes 2 --kill-after 5 [--database-url URL]   several app processes, one killed
 
 Starts the studio (``python app.py`` in its own process, as deployed; or
 ``--in-process``) on a free localhost port with a throw-away data directory
@@ -13,6 +14,14 @@ answer the server acknowledged is stored once with the values sent, and no
 item has two answers. It prints latency percentiles of the submissions (each
 one commits the answer and returns the next case) and exits 1 if anything
 was lost, duplicated or failed.
+
+``--processes N`` starts N ``python app.py`` processes on different ports
+sharing one database (``--database-url``, default ``DATABASE_URL``, else the
+SQLite file of the data directory) and one data directory (the images);
+readers are spread over them round-robin. ``--kill-after SECONDS`` kills one
+of them (SIGKILL) mid-study: its readers move to another process, which must
+resume each of them exactly where it stopped (its retry of the answer in
+flight is stored once). The report adds the readers interrupted and resumed.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -34,7 +44,7 @@ import urllib.request  # noqa: E402
 from concurrent.futures import Future, ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, Callable, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -61,6 +71,11 @@ class LoadReport:
     db_duplicate_items: int = 0
     lost: int = 0
     mismatched: int = 0
+    processes: int = 1
+    killed: bool = False  # one process was killed (SIGKILL) mid-study
+    killed_at_s: float = float("nan")  # seconds after the start
+    interrupted: int = 0  # readers of the killed process still reading when it died
+    resumed: int = 0  # of those, readers another process resumed exactly where they stopped
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q)) if self.latencies_s else float("nan")
@@ -68,7 +83,8 @@ class LoadReport:
     @property
     def ok(self) -> bool:
         return not self.errors and self.lost == 0 and self.db_duplicate_items == 0 and self.mismatched == 0 \
-            and self.db_answers == self.answers_acknowledged and self.doubles_flagged == self.doubles_sent
+            and self.db_answers == self.answers_acknowledged and self.doubles_flagged == self.doubles_sent \
+            and self.resumed == self.interrupted
 
     def summary(self) -> str:
         rate = self.answers_acknowledged / self.wall_s if self.wall_s else 0.0
@@ -78,8 +94,11 @@ class LoadReport:
                 f"max {max(self.latencies_s, default=float('nan')) * 1000:.0f} ms; "
                 f"{self.refused} requests refused as 'queue full' and sent again\n"
                 f"database: {self.db_answers} answers, {self.db_duplicate_items} items with more than one answer, "
-                f"{self.lost} acknowledged answers missing, {self.mismatched} stored with other values; "
-                f"{len(self.errors)} errors -> {'OK' if self.ok else 'FAILED'}")
+                f"{self.lost} acknowledged answers missing, {self.mismatched} stored with other values"
+                + (f"\n{self.processes} app processes; one killed (SIGKILL) after {self.killed_at_s:.1f} s: "
+                   f"{self.interrupted} of its readers interrupted, {self.resumed} resumed on another process"
+                   if self.killed else (f"\n{self.processes} app processes" if self.processes > 1 else ""))
+                + f"\n{len(self.errors)} errors -> {'OK' if self.ok else 'FAILED'}")
 
 
 def synthetic_images(folder: Path, n: int, size: int = 32) -> list[Path]:
@@ -179,27 +198,44 @@ def _client(url: str, kind: str) -> Any:
     return HttpClient(url)
 
 
-def run_load(url: str, store: StudyStore, codes: Sequence[str], seconds: float, max_answers: int | None = None,
-             double: float = 0.1, seed: int = 0, client: str = "http", think_s: float = 0.0) -> LoadReport:
-    """Let every code answer concurrently through ``url`` for ``seconds`` (or ``max_answers`` each), then verify.
+class _ServerGone(Exception):
+    """A request to the process that was killed failed: the reader moves to another process."""
+
+
+def run_load(url: str | Sequence[str], store: StudyStore, codes: Sequence[str], seconds: float,
+             max_answers: int | None = None, double: float = 0.1, seed: int = 0, client: str = "http",
+             think_s: float = 0.0, kill: Callable[[], None] | None = None, kill_after_s: float | None = None,
+             kill_after_answers: int | None = None) -> LoadReport:
+    """Let every code answer concurrently for ``seconds`` (or ``max_answers`` each), then verify.
 
     Args:
-        url: the running studio (``demo.local_url``).
-        store: the same data directory the server uses (to verify what was stored).
+        url: the running studio (``demo.local_url``), or several processes serving one database:
+            reader ``i`` starts on ``url[i % len(url)]``.
+        store: the same database the servers use (to verify what was stored).
         codes: one access code per simulated reader.
         client: ``"http"`` (:class:`HttpClient`) or ``"gradio"`` (``gradio_client.Client``), one per reader.
         think_s: mean pause between a reader's answers (uniform 0 … 2 x think_s); 0 = as fast as possible.
+        kill: kills the process serving ``url[0]`` (SIGKILL); called once, when ``kill_after_s`` seconds
+            have passed or ``kill_after_answers`` answers were acknowledged, whichever comes first. Its
+            readers then sign in on the next process with the same code, must find themselves exactly
+            where they stopped, send the answer that was in flight again and read on.
     """
+    urls = [url] if isinstance(url, str) else list(url)
     client_kind = client
-    report = LoadReport(readers=len(codes))
+    report = LoadReport(readers=len(codes), processes=len(urls))
     lock = threading.Lock()
     sent: dict[str, tuple[str, dict[str, Any]]] = {}  # item_key -> (kind, answer) for acknowledged answers
     start = threading.Barrier(len(codes) + 1)
+    killed = threading.Event()
+    finished = [False] * len(codes)  # reader i is done (read its quota, ran out of items or time)
+    interrupted: set[int] = set()
+    resumed: set[int] = set()
 
     def reader(index: int, code: str) -> None:
         rng = random.Random(seed * 1000 + index)
+        where = urls[index % len(urls)]
         try:
-            client = _client(url, client_kind)
+            client = _client(where, client_kind)
         except Exception as e:  # noqa: BLE001 - reported, not raised
             with lock:
                 report.errors.append(f"reader {index}: cannot connect: {e}")
@@ -208,51 +244,131 @@ def run_load(url: str, store: StudyStore, codes: Sequence[str], seconds: float, 
         start.wait()
         deadline = time.monotonic() + seconds
         done = 0
+        in_flight: tuple[str, str, dict[str, Any]] | None = None  # (item_key, kind, answer) sent, not yet acknowledged
+
+        def call(fn: Callable[[], Any]) -> Any:
+            # A failure on the killed process moves the reader; anywhere else it is a finding.
+            try:
+                return fn()
+            except Exception:
+                if killed.is_set() and where == urls[0]:
+                    raise _ServerGone() from None
+                raise
+
+        def failover() -> dict[str, Any]:
+            """Sign in on another process; check it resumes exactly here; retry the answer in flight."""
+            nonlocal client, where
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - its server is gone
+                pass
+            with lock:
+                interrupted.add(index)
+            alive = urls[1:]
+            where = alive[index % len(alive)]
+            client = _client(where, client_kind)
+            _, _, view = client.predict(code, api_name="/reader_next")
+            landed = in_flight is not None and view.get("item_key") != in_flight[0]
+            expected = done + (1 if landed else 0)  # the answer in flight may have committed before the kill
+            if view.get("answered") != expected:
+                raise RuntimeError(f"resumed on {where} at {view.get('answered')} answered, expected {expected}")
+            if in_flight is not None:  # the reader clicks again: stored once, whether or not it had landed
+                key, kind, answer = in_flight
+                _, _, view = _call(client, code, key, kind, answer)
+                if view["saved"]["duplicate"] is not landed:
+                    raise RuntimeError(f"retry of the answer in flight flagged duplicate={view['saved']['duplicate']}, "
+                                       f"expected {landed}")
+            with lock:
+                resumed.add(index)
+            return view
+
         try:
-            _, _, item = client.predict(code, api_name="/reader_next")
+            try:
+                _, _, item = call(lambda: client.predict(code, api_name="/reader_next"))
+            except _ServerGone:
+                item = failover()
             while item.get("status") == "item" and time.monotonic() < deadline and (max_answers is None or done < max_answers):
                 answer = _answer(rng, item)
                 key, kind = item["item_key"], item["kind"]
-                if rng.random() < double:  # a double click: the same answer twice, at once
-                    jobs = [_call(client, code, key, kind, answer, submit=True) for _ in range(2)]
-                    results = [j.result(timeout=120) for j in jobs]
-                    flags = sorted(r[2]["saved"]["duplicate"] for r in results)
-                    with lock:
-                        report.doubles_sent += 1
-                        report.doubles_flagged += flags == [False, True]
-                        if flags != [False, True]:
-                            report.errors.append(f"reader {index}: double submission flagged {flags}")
-                    item = max((r[2] for r in results), key=lambda it: it.get("answered", 0))
-                else:
-                    t0 = time.perf_counter()
-                    _, _, item = _call(client, code, key, kind, answer)
-                    with lock:
-                        report.latencies_s.append(time.perf_counter() - t0)
+                in_flight = (key, kind, answer)
+                try:
+                    if rng.random() < double:  # a double click: the same answer twice, at once
+                        jobs = [_call(client, code, key, kind, answer, submit=True) for _ in range(2)]
+                        results = call(lambda: [j.result(timeout=120) for j in jobs])
+                        flags = sorted(r[2]["saved"]["duplicate"] for r in results)
+                        with lock:
+                            report.doubles_sent += 1
+                            report.doubles_flagged += flags == [False, True]
+                            if flags != [False, True]:
+                                report.errors.append(f"reader {index}: double submission flagged {flags}")
+                        item = max((r[2] for r in results), key=lambda it: it.get("answered", 0))
+                    else:
+                        t0 = time.perf_counter()
+                        _, _, item = call(lambda: _call(client, code, key, kind, answer))
+                        with lock:
+                            report.latencies_s.append(time.perf_counter() - t0)
+                except _ServerGone:
+                    item = failover()
+                in_flight = None
                 with lock:
                     sent[key] = (kind, answer)
                 done += 1
                 if think_s > 0:
                     time.sleep(rng.uniform(0, 2 * think_s))
+            with lock:  # under the killer's lock: either it counts us as interrupted and we see the kill, or neither
+                finished[index] = True
+                must_resume = killed.is_set() and where == urls[0]
+            if must_resume:  # read its share before its next request met the dead process: it signs in again
+                in_flight = None
+                failover()
         except Exception as e:  # noqa: BLE001 - every failure is a finding
             with lock:
                 report.errors.append(f"reader {index}: {type(e).__name__}: {e}")
         finally:
             with lock:
+                finished[index] = True
                 report.refused += getattr(client, "refused", 0)
             try:
                 client.close()
             except Exception:  # noqa: BLE001
                 pass
 
+    def killer(t0: float) -> None:
+        while True:
+            with lock:
+                due = (kill_after_s is not None and time.perf_counter() - t0 >= kill_after_s) or \
+                      (kill_after_answers is not None and len(sent) >= kill_after_answers)
+                if due or all(finished):
+                    # Readers on the killed process that had not finished: each must be resumed.
+                    report.interrupted = sum(1 for i in range(len(codes)) if i % len(urls) == 0 and not finished[i])
+                    if due:
+                        killed.set()  # before the kill: a failure seen from now on is the kill's
+                    break
+            time.sleep(0.01)
+        if not killed.is_set():
+            report.errors.append("the readers finished before the kill: kill earlier (--kill-after) or read longer")
+            return
+        report.killed, report.killed_at_s = True, time.perf_counter() - t0
+        assert kill is not None
+        kill()
+
+    if kill is not None and len(urls) < 2:
+        raise ValueError("killing a process needs at least two (its readers resume on another one)")
     threads = [threading.Thread(target=reader, args=(i, c), daemon=True) for i, c in enumerate(codes)]
     for t in threads:
         t.start()
     start.wait()
     t0 = time.perf_counter()
+    kill_thread = threading.Thread(target=killer, args=(t0,), daemon=True) if kill is not None else None
+    if kill_thread is not None:
+        kill_thread.start()
     for t in threads:
         t.join(timeout=seconds + 300)
+    if kill_thread is not None:
+        kill_thread.join(timeout=30)
     report.wall_s = time.perf_counter() - t0
     report.answers_acknowledged = len(sent)
+    report.resumed = len(resumed & interrupted)
     _verify(store, codes, sent, report)
     return report
 
@@ -319,6 +435,74 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
     raise RuntimeError(f"no answer from {url} within {timeout:.0f} s")
 
 
+def run_processes(data_dir: str | Path, database_url: str | None = None, processes: int = 2, readers: int = 20,
+                  cases: int = 12, seconds: float = 60.0, max_answers: int | None = None, double: float = 0.1,
+                  seed: int = 0, think_s: float = 0.0, kill_after_s: float | None = None,
+                  kill_after_answers: int | None = None, client: str = "http",
+                  log_dir: str | Path | None = None) -> LoadReport:
+    """Serve one study from ``processes`` ``python app.py`` processes sharing one database, load it, verify.
+
+    Every process gets the same ``STUDIO_DATA_DIR`` (the images live there whatever the database)
+    and ``DATABASE_URL`` (None: the SQLite file of ``data_dir``). With ``kill_after_s`` or
+    ``kill_after_answers`` the first process is killed with SIGKILL mid-study (see :func:`run_load`).
+    Server output goes to ``log_dir/server-<i>.log`` (default: ``data_dir/loadtest-logs``).
+    """
+    from studio.study.store import StudySettings, open_store
+
+    data_dir = Path(data_dir)
+    password = os.environ.get("STUDIO_ADMIN_PASSWORD") or "loadtest-" + os.urandom(8).hex()
+    store = open_store(StudySettings(data_dir=data_dir, database_url=database_url, admin_password=password))
+    env = {"STUDIO_ADMIN_PASSWORD": password, "DATABASE_URL": database_url or "", "STUDIO_IMPORT_ROOT": ""}
+    logs = Path(log_dir) if log_dir else data_dir / "loadtest-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ports: list[int] = []
+    while len(ports) < processes:  # distinct ports: free_port() can hand out the same one twice
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    urls = [f"http://127.0.0.1:{p}/" for p in ports]
+    procs: list[subprocess.Popen] = []
+    files = []
+    try:
+        for i, port in enumerate(ports):  # all start at once; the first migration lock orders them
+            files.append(open(logs / f"server-{i}.log", "wb"))
+            procs.append(start_server(data_dir, port, env, files[-1]))
+        created = make_study(store, readers, cases, seed)  # while the servers start
+        for u, proc in zip(urls, procs):
+            wait_ready(u, proc)
+        print(f"study {created.study_id}: {created.cases} cases, {created.items_per_reader} items per reader; "
+              f"{readers} readers on {processes} processes ({', '.join(urls)}), database "
+              f"{store.db.describe()}", file=sys.stderr)
+
+        def kill() -> None:
+            os.kill(procs[0].pid, signal.SIGKILL)
+            procs[0].wait(timeout=30)
+
+        wants_kill = kill_after_s is not None or kill_after_answers is not None
+        report = run_load(urls, store, list(created.codes.values()), seconds, max_answers, double, seed, client,
+                          think_s, kill=kill if wants_kill else None, kill_after_s=kill_after_s,
+                          kill_after_answers=kill_after_answers)
+        if report.killed and procs[0].returncode != -signal.SIGKILL:
+            report.errors.append(f"the killed process exited with {procs[0].returncode}, not SIGKILL")
+        for i, proc in enumerate(procs[1:], start=1):
+            if proc.poll() is not None:
+                report.errors.append(f"process {i} ({urls[i]}) exited with {proc.returncode} during the load")
+        return report
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for f in files:
+            f.close()
+        store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the studio on localhost, run the load, print the report; 0 when nothing was lost or duplicated."""
     ap = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
@@ -331,57 +515,71 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="mean seconds a reader looks at a case before answering (default 0: flat out)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", type=Path, default=None, help="keep the study here (default: a temp dir, removed)")
+    ap.add_argument("--database-url", default=None,
+                    help="the database every process uses (default: DATABASE_URL, else SQLite in the data dir); "
+                         "the load-test study stays in it: use a throw-away database")
+    ap.add_argument("--processes", type=int, default=1, help="app processes serving the study (readers round-robin)")
+    ap.add_argument("--kill-after", type=float, default=None, metavar="SECONDS",
+                    help="SIGKILL the first process this many seconds into the load (needs --processes 2 or more)")
     ap.add_argument("--client", choices=["http", "gradio"], default="http",
                     help="http: a light client of the HTTP API (default); gradio: gradio_client (CPU-heavier)")
     ap.add_argument("--in-process", action="store_true",
                     help="serve from this process (shares the GIL with the clients: slower, pessimistic latencies)")
     args = ap.parse_args(argv)
+    if args.processes < 1:
+        ap.error("--processes must be at least 1")
+    if args.kill_after is not None and args.processes < 2:
+        ap.error("--kill-after needs --processes 2 or more: the killed process's readers resume on another one")
+    if args.in_process and args.processes > 1:
+        ap.error("--in-process serves from one process: drop --processes")
+    url = (args.database_url or os.environ.get("DATABASE_URL", "")).strip() or None
 
     tmp = None
     if args.data_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="medenhance-loadtest-")
         args.data_dir = Path(tmp.name)
-    os.environ["STUDIO_DATA_DIR"] = str(args.data_dir)
-    os.environ.setdefault("STUDIO_ADMIN_PASSWORD", "loadtest-" + os.urandom(8).hex())
-    from studio.study.store import StudySettings, open_store
-
-    store = open_store(StudySettings.from_env())  # creates the database before the server opens it
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    demo = proc = None
     try:
         if args.in_process:
-            from studio.app import build_app
-            from studio.config import Settings
-
-            settings = Settings.from_env()
-            demo = build_app(settings)
-            demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)  # as app.py
-            demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+            report = _run_in_process(args, url)
         else:
-            proc = start_server(args.data_dir, port)
-            wait_ready(url, proc)
-        created = make_study(store, args.readers, args.cases, args.seed)
-        print(f"study {created.study_id}: {created.cases} cases, {created.items_per_reader} items per reader; "
-              f"{args.readers} readers for {args.seconds:g} s on {url}", file=sys.stderr)
-        report = run_load(url, store, list(created.codes.values()), args.seconds, args.max_answers,
-                          args.double, args.seed, args.client, args.think)
+            report = run_processes(args.data_dir, url, args.processes, args.readers, args.cases, args.seconds,
+                                   args.max_answers, args.double, args.seed, args.think, args.kill_after,
+                                   client=args.client)
     finally:
-        if demo is not None:
-            demo.close()
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        store.close()
         if tmp is not None:
             tmp.cleanup()
     print(report.summary())
     for e in report.errors[:10]:
         print("error:", e, file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def _run_in_process(args: argparse.Namespace, url: str | None) -> LoadReport:
+    """The load against an app served from this process (``--in-process``)."""
+    os.environ["STUDIO_DATA_DIR"] = str(args.data_dir)
+    os.environ["DATABASE_URL"] = url or ""
+    os.environ.setdefault("STUDIO_ADMIN_PASSWORD", "loadtest-" + os.urandom(8).hex())
+    from studio.app import build_app
+    from studio.config import Settings
+    from studio.study.store import StudySettings, open_store
+
+    store = open_store(StudySettings.from_env())  # creates the database before the app opens it
+    port = free_port()
+    demo = None
+    try:
+        settings = Settings.from_env()
+        demo = build_app(settings)
+        demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)  # as app.py
+        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+        created = make_study(store, args.readers, args.cases, args.seed)
+        print(f"study {created.study_id}: {created.cases} cases, {created.items_per_reader} items per reader; "
+              f"{args.readers} readers for {args.seconds:g} s on {demo.local_url}", file=sys.stderr)
+        return run_load(demo.local_url, store, list(created.codes.values()), args.seconds, args.max_answers,
+                        args.double, args.seed, args.client, args.think)
+    finally:
+        if demo is not None:
+            demo.close()
+        store.close()
 
 
 if __name__ == "__main__":

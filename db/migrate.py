@@ -17,6 +17,7 @@ This module imports only Alembic, SQLAlchemy and the standard library.
 
 from __future__ import annotations
 
+import logging
 import shlex
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,6 +138,7 @@ def read_state(conn: Connection) -> DatabaseState:
     """Classify the database behind ``conn`` (see :class:`DatabaseState`). Changes nothing."""
     tables = set(inspect(conn).get_table_names())
     if VERSION_TABLE in tables:
+        _quiet_alembic()  # MigrationContext.configure logs "Context impl ..." at INFO, at every app start
         heads = MigrationContext.configure(conn).get_current_heads()
         if len(heads) > 1:  # never written by this project's linear history
             return DatabaseState("revision", revision=",".join(heads))
@@ -151,8 +153,18 @@ def read_state(conn: Connection) -> DatabaseState:
     return DatabaseState("foreign")
 
 
+def _quiet_alembic() -> None:
+    """Alembic logs "Context impl SQLiteImpl." and "Will assume transactional DDL." at INFO on every run,
+    which the app's INFO logging would print at each start. WARNING keeps its warnings and errors (and
+    failures raise anyway); a level someone set on the ``alembic`` logger on purpose is left alone."""
+    log = logging.getLogger("alembic")
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.WARNING)
+
+
 def upgrade(conn: Connection, revision: str = "head") -> None:
     """Run the migrations up to ``revision`` on ``conn`` (inside :func:`locked`)."""
+    _quiet_alembic()
     command.upgrade(alembic_config(conn), revision)
 
 
@@ -162,6 +174,7 @@ def stamp(conn: Connection, revision: str) -> None:
     ``purge``: whatever was recorded before is replaced, so a stamp also repairs a database
     whose recorded revision is unknown here (the caller decides that this is right).
     """
+    _quiet_alembic()
     command.stamp(alembic_config(conn), revision, purge=True)
 
 

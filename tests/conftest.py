@@ -16,6 +16,9 @@ os.environ.setdefault("STUDIO_ADMIN_PASSWORD", "test-admin-password")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# PostgreSQL fixtures (database_url, make_database_url, pg_server_url) for every test module.
+pytest_plugins = ["tests.pg"]
+
 
 def testdata(name: str) -> str | None:
     """Path of one of pydicom's bundled test files (pydicom / pydicom-data), or None if absent.

@@ -18,11 +18,10 @@ from sqlalchemy.pool import NullPool
 
 import db
 from db import Assignment, Case, Preference, Rating, Reader, SchemaMeta, Study, Variant, open_database
-from tests.pg import database_url, make_database_url, pg_server_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture
-def database(tmp_path: Path, database_url: str):  # noqa: F811 - the fixture of tests.pg
+def database(tmp_path: Path, database_url: str):  # database_url: the fixture of tests.pg (registered in conftest.py)
     d = open_database(tmp_path, database_url)
     yield d
     d.dispose()
@@ -100,7 +99,7 @@ def test_database_url_choice(tmp_path: Path) -> None:
     assert db.database_url(tmp_path, "postgresql+psycopg://u:p@h/x") == "postgresql+psycopg://u:p@h/x"
 
 
-def test_reopening_keeps_data_and_version(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_reopening_keeps_data_and_version(tmp_path: Path, database_url: str) -> None:
     d1 = open_database(tmp_path, database_url)
     with d1.write() as s:
         _study(s)
@@ -111,7 +110,7 @@ def test_reopening_keeps_data_and_version(tmp_path: Path, database_url: str) -> 
     d2.dispose()
 
 
-def test_schema_version_mismatch_refuses_to_start(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_schema_version_mismatch_refuses_to_start(tmp_path: Path, database_url: str) -> None:
     d1 = open_database(tmp_path, database_url)
     with d1.write() as s:
         s.get(SchemaMeta, "schema_version").value = str(db.SCHEMA_VERSION + 1)
@@ -122,7 +121,7 @@ def test_schema_version_mismatch_refuses_to_start(tmp_path: Path, database_url: 
     assert _sql(database_url, "SELECT value FROM schema_meta WHERE key='schema_version'") == "2"
 
 
-def test_foreign_database_is_refused(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_foreign_database_is_refused(tmp_path: Path, database_url: str) -> None:
     _sql(database_url, "CREATE TABLE something_else (x INTEGER)")
     with pytest.raises(db.SchemaVersionError, match="not a MedEnhance study database"):
         open_database(tmp_path, database_url)

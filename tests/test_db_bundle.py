@@ -30,7 +30,7 @@ from db.bundle import (
     export_study,
     import_study,
 )
-from tests.pg import ENGINES, database_url, make_database_url, pg_server_url  # noqa: F401 - fixtures
+from tests.pg import ENGINES
 
 OTHER = {"sqlite": "postgresql", "postgresql": "sqlite"}
 T0 = dt.datetime(2024, 5, 1, 9, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
@@ -128,7 +128,7 @@ def _open(tmp_path: Path, url: str) -> db.Database:
 
 
 @pytest.mark.parametrize("source", ENGINES)
-def test_round_trip_to_the_other_engine_and_back(tmp_path: Path, make_database_url: Callable[[str], str],  # noqa: F811
+def test_round_trip_to_the_other_engine_and_back(tmp_path: Path, make_database_url: Callable[[str], str],
                                                  source: str) -> None:
     src = _open(tmp_path, make_database_url(source))
     study_id = build_study(src)
@@ -162,7 +162,7 @@ def test_round_trip_to_the_other_engine_and_back(tmp_path: Path, make_database_u
         d.dispose()
 
 
-def test_bundle_contents(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_bundle_contents(tmp_path: Path, database_url: str) -> None:
     d = _open(tmp_path, database_url)
     bundle = _export(d, build_study(d))
     d.dispose()
@@ -196,7 +196,7 @@ def test_the_format_has_every_column_of_every_table() -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_duplicates_are_refused(tmp_path: Path, make_database_url: Callable[[str], str], engine: str) -> None:  # noqa: F811
+def test_duplicates_are_refused(tmp_path: Path, make_database_url: Callable[[str], str], engine: str) -> None:
     d = _open(tmp_path, make_database_url(engine))
     bundle = _export(d, build_study(d))
     with pytest.raises(DuplicateStudyError, match="a study named 'pilot' exists already.*new name"):
@@ -233,7 +233,7 @@ def _count_studies(database: db.Database) -> int:
     (lambda b: b["ratings"][0].update(overall=9), BundleError, "the database refused"),
     (lambda b: b["variants"][1].update(id=1), BundleError, "row ids are not unique"),
 ])
-def test_bad_bundles_are_refused_and_leave_nothing(tmp_path: Path, make_database_url: Callable[[str], str],  # noqa: F811
+def test_bad_bundles_are_refused_and_leave_nothing(tmp_path: Path, make_database_url: Callable[[str], str],
                                                    damage: Callable[[dict], Any], error: type, match: str) -> None:
     src = _open(tmp_path, make_database_url("sqlite"))
     bundle = _export(src, build_study(src))
@@ -248,7 +248,7 @@ def test_bad_bundles_are_refused_and_leave_nothing(tmp_path: Path, make_database
     dst.dispose()
 
 
-def test_refused_import_on_postgresql_leaves_nothing(tmp_path: Path, make_database_url: Callable[[str], str]) -> None:  # noqa: F811
+def test_refused_import_on_postgresql_leaves_nothing(tmp_path: Path, make_database_url: Callable[[str], str]) -> None:
     """A constraint failing half-way through (after rows were flushed) rolls the whole import back."""
     src = _open(tmp_path, make_database_url("sqlite"))
     bundle = _export(src, build_study(src))
@@ -264,7 +264,7 @@ def test_refused_import_on_postgresql_leaves_nothing(tmp_path: Path, make_databa
     dst.dispose()
 
 
-def test_cli_export_and_import(tmp_path: Path, make_database_url: Callable[[str], str],  # noqa: F811
+def test_cli_export_and_import(tmp_path: Path, make_database_url: Callable[[str], str],
                                capsys: pytest.CaptureFixture[str]) -> None:
     src_url, dst_url = make_database_url("sqlite"), make_database_url("postgresql")
     src = _open(tmp_path, src_url)

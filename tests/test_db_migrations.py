@@ -25,7 +25,7 @@ import db
 from db import Assignment, Base, Case, Reader, SchemaMeta, Study, Variant, migrate, open_database
 from db.__main__ import main as db_main
 from tests import pg
-from tests.pg import ENGINES, database_url, make_database_url, pg_server_url  # noqa: F401 - fixtures
+from tests.pg import ENGINES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def _tables(url: str) -> set[str]:
 # --- an empty database ---------------------------------------------------------------------------
 
 def test_upgrade_of_empty_database_creates_the_models_schema(
-        database_url: str, make_database_url: Callable[[str], str]) -> None:  # noqa: F811
+        database_url: str, make_database_url: Callable[[str], str]) -> None:
     """The baseline migration creates exactly what Base.metadata describes, on both engines."""
     d = db.Database(database_url)
     assert d.state().kind == "empty"
@@ -118,7 +118,7 @@ def test_upgrade_of_empty_database_creates_the_models_schema(
     engine.dispose()
 
 
-def test_open_database_creates_and_records_both_versions(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_open_database_creates_and_records_both_versions(tmp_path: Path, database_url: str) -> None:
     d = open_database(tmp_path, database_url)
     assert d.schema_version() == db.SCHEMA_VERSION
     assert d.state() == migrate.DatabaseState("revision", revision=migrate.head_revision())
@@ -130,7 +130,7 @@ def test_open_database_creates_and_records_both_versions(tmp_path: Path, databas
 
 # --- databases from before Alembic ---------------------------------------------------------------
 
-def test_legacy_v1_database_is_stamped_and_keeps_its_data(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_legacy_v1_database_is_stamped_and_keeps_its_data(tmp_path: Path, database_url: str) -> None:
     _legacy_v1(database_url)
     assert db.Database(database_url).state() == migrate.DatabaseState("legacy", legacy_version="1")
     d = open_database(tmp_path, database_url)
@@ -142,7 +142,7 @@ def test_legacy_v1_database_is_stamped_and_keeps_its_data(tmp_path: Path, databa
     d.dispose()
 
 
-def test_legacy_database_of_another_version_is_refused_untouched(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_legacy_database_of_another_version_is_refused_untouched(tmp_path: Path, database_url: str) -> None:
     _legacy_v1(database_url, version="7")
     with pytest.raises(db.SchemaVersionError, match="schema version 7, but this code needs version 1"):
         open_database(tmp_path, database_url)
@@ -151,7 +151,7 @@ def test_legacy_database_of_another_version_is_refused_untouched(tmp_path: Path,
     assert migrate.VERSION_TABLE not in _tables(database_url)
 
 
-def test_stamp_records_a_revision_but_never_on_an_empty_database(database_url: str) -> None:  # noqa: F811
+def test_stamp_records_a_revision_but_never_on_an_empty_database(database_url: str) -> None:
     d = db.Database(database_url)
     with pytest.raises(db.SchemaVersionError, match="is empty.*python -m db upgrade"):
         d.stamp("head")
@@ -167,7 +167,7 @@ def test_stamp_records_a_revision_but_never_on_an_empty_database(database_url: s
 
 # --- revisions this code does not know, or knows as older ------------------------------------------
 
-def test_unknown_revision_is_refused_with_what_to_run(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_unknown_revision_is_refused_with_what_to_run(tmp_path: Path, database_url: str) -> None:
     open_database(tmp_path, database_url).dispose()
     _sql(database_url, "UPDATE alembic_version SET version_num = 'f00dcafe0099'")
     with pytest.raises(db.SchemaVersionError, match=r"revision 'f00dcafe0099'.*does not know.*python -m db upgrade"):
@@ -230,7 +230,7 @@ def _study_with_an_assignment(d: db.Database) -> None:
 
 
 def test_older_revision_is_refused_then_upgraded_without_losing_rows(
-        tmp_path: Path, make_database_url: Callable[[str], str], second_revision: str) -> None:  # noqa: F811
+        tmp_path: Path, make_database_url: Callable[[str], str], second_revision: str) -> None:
     for engine in ENGINES:
         url = make_database_url(engine)
         d = db.Database(url)
@@ -257,7 +257,7 @@ def test_older_revision_is_refused_then_upgraded_without_losing_rows(
 
 
 def test_legacy_database_behind_head_is_refused_then_upgraded(
-        tmp_path: Path, database_url: str, second_revision: str) -> None:  # noqa: F811
+        tmp_path: Path, database_url: str, second_revision: str) -> None:
     _legacy_v1(database_url)
     with pytest.raises(db.SchemaVersionError, match="pre-Alembic schema version 1.*python -m db upgrade"):
         open_database(tmp_path, database_url)
@@ -274,7 +274,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-def test_cli_upgrade_is_idempotent(database_url: str) -> None:  # noqa: F811
+def test_cli_upgrade_is_idempotent(database_url: str) -> None:
     first = _cli("upgrade", "--url", database_url)
     assert first.returncode == 0, first.stderr
     assert f"revision (empty) -> {migrate.head_revision()}" in first.stdout
@@ -302,7 +302,7 @@ def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
 
 # --- starting at the same time ---------------------------------------------------------------------
 
-def test_threads_opening_an_empty_database_at_once_all_succeed(tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_threads_opening_an_empty_database_at_once_all_succeed(tmp_path: Path, database_url: str) -> None:
     barrier = threading.Barrier(4)
     results: list[Any] = []
 
@@ -340,7 +340,7 @@ d.dispose()
 
 
 def test_two_processes_opening_an_empty_postgresql_database_at_once_both_succeed(
-        tmp_path: Path, make_database_url: Callable[[str], str]) -> None:  # noqa: F811
+        tmp_path: Path, make_database_url: Callable[[str], str]) -> None:
     url = make_database_url("postgresql")
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", OPEN_SCRIPT, url, str(go)], cwd=REPO, stdout=subprocess.PIPE,

@@ -12,6 +12,9 @@ start). Named API endpoints:
 * ``/admin_progress`` (password, study_id) -> (markdown, JSON per reader)
 * ``/admin_close_study`` (password, study_id) -> markdown
 * ``/admin_export`` (password, study_id, seed) -> (answers CSV, analysis ZIP, analysis markdown, plots)
+* ``/admin_export_bundle`` (password, study_id) -> the study bundle ZIP (rows and images, to move the study
+  to another installation or database: :mod:`studio.study.bundle`)
+* ``/admin_import_bundle`` (password, bundle ZIP, new name or "") -> (markdown, new study id)
 """
 
 from __future__ import annotations
@@ -161,6 +164,20 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
             zip_file = gr.File(label="Analysis (CSV tables, markdown, JSON, plots)")
         plots_gallery = gr.Gallery(label="Plots", columns=2, height="auto")
         report = gr.Markdown()
+    with gr.Tab("Move a study"):
+        gr.Markdown("A study bundle is one zip file with the study's rows (design, cases, readers, answers) and "
+                    "its images: import it on another installation, SQLite or PostgreSQL. Readers keep their "
+                    "access codes.")
+        with gr.Row():
+            bundle_id = gr.Number(label="Study id", value=1, precision=0, minimum=1)
+            bundle_btn = gr.Button("Export study bundle")
+            bundle_file = gr.File(label="Study bundle (zip)")
+        with gr.Row():
+            bundle_upload = gr.File(label="Study bundle to import (zip)", file_types=[".zip"], type="filepath")
+            bundle_name = gr.Textbox(label="New name (optional; needed when the name is taken here)")
+            bundle_import_btn = gr.Button("Import study bundle", variant="primary")
+        bundle_md = gr.Markdown()
+        bundle_new_id = gr.Number(label="Imported study id", precision=0, visible=False)
 
     def admin_create_study(password: str, name: str, design: str, models: list[str] | None, files: list[str] | None,
                            folder: str, readers: Any, repeat_cases: Any, washout_days: Any, pair_mode: str,
@@ -247,6 +264,35 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
             shutil.copyfile(out / f"study-{sid}" / "answers.csv", answers)
         return str(answers), str(zip_path), res["markdown"], [str(p) for p in res["plots"]]
 
+    def admin_export_bundle(password: str, study_id: Any) -> str:
+        """The study's rows and images as one zip file (a study bundle)."""
+        # Imported here: `python -m studio.study.bundle` must not find itself imported by the package already.
+        from studio.study import bundle
+
+        _check(store, password)
+        with guard("exporting the study bundle"):
+            sid = study.study_id_of(study_id)
+            out = export_dir() / f"study-{sid}-bundle.zip"
+            bundle.export_bundle(store, sid, out)
+        return str(out)
+
+    def admin_import_bundle(password: str, file: Any, name: str) -> tuple[str, int]:
+        """Import a study bundle as a new study; returns (markdown, new study id)."""
+        from studio.study import bundle
+
+        _check(store, password)
+        if not file:
+            raise gr.Error("Choose a study bundle (zip) to import.", title="Cannot do that", print_exception=False)
+        upload = handlers.uploads._upload_path(file)
+        try:
+            with guard("importing the study bundle"):
+                new_id = bundle.import_bundle(store, upload, (name or "").strip() or None)
+                row = next(r for r in study.list_studies(store) if r["study_id"] == new_id)
+        finally:
+            remove_uploads([upload])
+        return (f"Imported as **study {new_id}**: {row['name']} ({row['cases']} cases, {row['readers']} readers, "
+                f"{row['answered']} of {row['items']} items answered). Readers sign in with their old codes."), new_id
+
     admin = {"concurrency_limit": 4, "concurrency_id": "admin"}
     private = {"api_visibility": "private"}
     # Rendering is model inference: it queues with the Enhance tab's runs.
@@ -262,5 +308,8 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
     close_btn.click(admin_close_study, [password, study_id], admin_md, api_name="admin_close_study", **admin)
     export_btn.click(admin_export, [password, export_id, boot_seed], [answers_file, zip_file, report, plots_gallery],
                      api_name="admin_export", **admin)
+    bundle_btn.click(admin_export_bundle, [password, bundle_id], bundle_file, api_name="admin_export_bundle", **admin)
+    bundle_import_btn.click(admin_import_bundle, [password, bundle_upload, bundle_name], [bundle_md, bundle_new_id],
+                            api_name="admin_import_bundle", **admin)
     # Weights trained after start-up become choosable on the next page load (UI only).
     demo.load(lambda: gr.update(choices=study.ready_models()), None, models, **private)

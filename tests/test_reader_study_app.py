@@ -30,8 +30,10 @@ import sqlite3  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import zipfile  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -47,15 +49,10 @@ from studio.config import Settings  # noqa: E402
 from studio.study.store import StudySettings, open_store  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    """The studio served on localhost like app.py does, with its own data directory."""
-    data = tmp_path_factory.mktemp("studio-data")
-    keys = ("STUDIO_DATA_DIR", "STUDIO_ADMIN_PASSWORD", "STUDIO_IMPORT_ROOT", "DATABASE_URL")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({"STUDIO_DATA_DIR": str(data), "STUDIO_ADMIN_PASSWORD": ADMIN})
-    os.environ.pop("STUDIO_IMPORT_ROOT", None)
-    os.environ.pop("DATABASE_URL", None)
+@contextmanager
+def _served(data: Path) -> Iterator[SimpleNamespace]:
+    """The studio served in this process like app.py does (queue settings and all), on the environment's
+    data directory and database; with the tests' own store on the same data."""
     demo = own = None
     try:
         demo = studio.build_app()
@@ -69,6 +66,21 @@ def server(tmp_path_factory: pytest.TempPathFactory):
             demo.close()
         if own is not None:
             own.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """The studio served on localhost like app.py does, with its own data directory."""
+    data = tmp_path_factory.mktemp("studio-data")
+    keys = ("STUDIO_DATA_DIR", "STUDIO_ADMIN_PASSWORD", "STUDIO_IMPORT_ROOT", "DATABASE_URL")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({"STUDIO_DATA_DIR": str(data), "STUDIO_ADMIN_PASSWORD": ADMIN})
+    os.environ.pop("STUDIO_IMPORT_ROOT", None)
+    os.environ.pop("DATABASE_URL", None)
+    try:
+        with _served(data) as served:
+            yield served
+    finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -84,19 +96,8 @@ def engine_server(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("STUDIO_ADMIN_PASSWORD", ADMIN)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.delenv("STUDIO_IMPORT_ROOT", raising=False)
-    demo = own = None
-    try:
-        demo = studio.build_app()
-        settings = Settings()
-        demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)  # as app.py
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=loadtest.free_port(), quiet=True)
-        own = open_store(StudySettings.from_env())
-        yield SimpleNamespace(url=demo.local_url, store=own, data=data)
-    finally:
-        if demo is not None:
-            demo.close()
-        if own is not None:
-            own.close()
+    with _served(data) as served:
+        yield served
 
 
 def _client(server, **kw):

@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    from bench import loadtest
+
+    from bench import servers
 
     exe = find_chromium()
     if exe is None:
@@ -211,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="medenhance-browser-bench-") as tmp:
         tmp_path = Path(tmp)
-        port = loadtest.free_port()
+        port = servers.free_port()
         url = f"http://127.0.0.1:{port}/"
         with open(tmp_path / "server.log", "wb") as log:
-            proc = loadtest.start_server(tmp_path / "data", port, {"STUDIO_ADMIN_PASSWORD": "bench"}, log)
+            proc = servers.start_server(tmp_path / "data", port, {"STUDIO_ADMIN_PASSWORD": "bench"}, log)
             try:
-                loadtest.wait_ready(url, proc)
+                servers.wait_ready(url, proc)
                 with sync_playwright() as pw:
                     browser = launch(pw, exe)
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -31,17 +31,13 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import urllib.request  # noqa: E402
-from concurrent.futures import Future, ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Sequence  # noqa: E402
@@ -53,6 +49,8 @@ from sqlalchemy import func, select  # noqa: E402
 from db import CRITERIA, Assignment, Preference, Rating, Reader  # noqa: E402
 from studio import study  # noqa: E402
 from studio.study.store import StudyStore  # noqa: E402
+from bench.reader_client import _ServerGone, _answer, _call, _client
+from bench.servers import free_port, start_server, wait_ready
 
 
 @dataclass
@@ -121,85 +119,6 @@ def make_study(store: StudyStore, readers: int, cases: int = 12, seed: int = 0,
         files = synthetic_images(Path(tmp), cases)
         return study.create_study(store, study.StudyDesign(name=f"load test ({readers} readers)", design="both",
                                                            models=tuple(models), readers=readers, seed=seed), files)
-
-
-def _answer(rng: random.Random, item: dict[str, Any]) -> dict[str, Any]:
-    if item["kind"] == "likert":
-        return {c: rng.randint(1, 5) for c in CRITERIA}
-    return {"choice": rng.choice(["left", "right"]), "confidence": rng.randint(1, 5)}
-
-
-def _call(client: Any, code: str, item_key: str, kind: str, answer: dict[str, Any], submit: bool = False) -> Any:
-    if kind == "likert":
-        args = (code, item_key, *(answer[c] for c in CRITERIA), "")
-        api = "/reader_rate"
-    else:
-        args = (code, item_key, answer["choice"], answer["confidence"], "")
-        api = "/reader_choose"
-    return client.submit(*args, api_name=api) if submit else client.predict(*args, api_name=api)
-
-
-class HttpClient:
-    """A minimal client of the studio's documented HTTP API: ``POST /gradio_api/call/<api>``, then
-    ``GET`` its server-sent events until ``complete`` (or ``error``).
-
-    ``gradio_client`` spends about twice the server's CPU time per call; with
-    20 of them in one process the load generator, not the server, would be
-    measured. Same ``predict``/``submit`` interface as ``gradio_client.Client``.
-    """
-
-    RETRIES = 10
-
-    def __init__(self, url: str, timeout: float = 120.0) -> None:
-        import httpx
-
-        self.refused = 0  # requests refused with "queue full" (503) and sent again
-        self.url = url.rstrip("/") + "/"
-        self.http = httpx.Client(timeout=timeout)
-        self.pool = ThreadPoolExecutor(max_workers=2)
-
-    def predict(self, *args: Any, api_name: str) -> tuple[Any, ...]:
-        api = api_name.strip("/")
-        for attempt in range(self.RETRIES + 1):
-            r = self.http.post(f"{self.url}gradio_api/call/{api}", json={"data": list(args)})
-            # 503 = Gradio's queue is full: the request was refused before running, so sending it
-            # again is safe (answers are idempotent anyway), as a reader clicking again would.
-            if r.status_code != 503 or attempt == self.RETRIES:
-                break
-            self.refused += 1
-            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
-        r.raise_for_status()
-        event_id = r.json()["event_id"]
-        event = None
-        with self.http.stream("GET", f"{self.url}gradio_api/call/{api}/{event_id}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and event in ("complete", "error"):
-                    data = json.loads(line[5:])
-                    if event == "error":
-                        raise RuntimeError(f"{api_name}: {data}")
-                    return tuple(data)
-        raise RuntimeError(f"{api_name}: the stream ended without a result")
-
-    def submit(self, *args: Any, api_name: str) -> Future:
-        return self.pool.submit(self.predict, *args, api_name=api_name)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False)
-        self.http.close()
-
-
-def _client(url: str, kind: str) -> Any:
-    if kind == "gradio":
-        from gradio_client import Client
-
-        return Client(url, verbose=False, download_files=False, analytics_enabled=False)
-    return HttpClient(url)
-
-
-class _ServerGone(Exception):
-    """A request to the process that was killed failed: the reader moves to another process."""
 
 
 def run_load(url: str | Sequence[str], store: StudyStore, codes: Sequence[str], seconds: float,
@@ -398,41 +317,6 @@ def _verify(store: StudyStore, codes: Sequence[str], sent: dict[str, tuple[str, 
             report.mismatched += 1
         elif kind == "pair" and (row.choice, row.confidence) != (answer["choice"], answer["confidence"]):
             report.mismatched += 1
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port free on localhost right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data_dir: str | Path, port: int, env: dict[str, str] | None = None,
-                 log: Any = subprocess.DEVNULL) -> subprocess.Popen:
-    """``python app.py`` on 127.0.0.1:``port`` with ``data_dir`` as ``STUDIO_DATA_DIR`` (a separate process)."""
-    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-                "STUDIO_DATA_DIR": str(data_dir), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-    return subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT, env=full_env,
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
-    """Poll ``url`` until it answers; RuntimeError if ``proc`` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url + "gradio_api/info", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"no answer from {url} within {timeout:.0f} s")
 
 
 def run_processes(data_dir: str | Path, database_url: str | None = None, processes: int = 2, readers: int = 20,

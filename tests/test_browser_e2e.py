@@ -29,7 +29,7 @@ from PIL import Image  # noqa: E402
 from bench import browser as chromium  # noqa: E402
 from conftest import testdata as _testdata  # noqa: E402
 from db import CRITERIA  # noqa: E402
-from bench import loadtest  # noqa: E402
+from bench import servers  # noqa: E402
 from studio import study  # noqa: E402
 from studio.study.store import StudySettings, open_store  # noqa: E402
 
@@ -66,13 +66,13 @@ def served(tmp_path_factory: pytest.TempPathFactory):
                                                               models=("clahe",), readers=1, seed=7), [CT, MR])
     finally:
         store.close()
-    port = loadtest.free_port()
+    port = servers.free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = tmp / "server.log"
     with open(log_path, "wb") as log:
-        proc = loadtest.start_server(data, port, {"STUDIO_ADMIN_PASSWORD": ADMIN, "STUDIO_IMPORT_ROOT": ""}, log)
+        proc = servers.start_server(data, port, {"STUDIO_ADMIN_PASSWORD": ADMIN, "STUDIO_IMPORT_ROOT": ""}, log)
         try:
-            loadtest.wait_ready(url, proc)
+            servers.wait_ready(url, proc)
             yield {"url": url, "exe": exe, "data": data, "code": created.codes["R01"], "study_id": created.study_id,
                    "log": log_path}
         finally:

@@ -26,7 +26,7 @@ from models.resample import upscale  # noqa: E402
 from studio import compare  # noqa: E402
 from studio.compare import heatmap  # noqa: E402
 from studio.ui import examples  # noqa: E402
-from bench.loadtest import free_port  # noqa: E402
+from bench.servers import free_port  # noqa: E402
 from train import metrics  # noqa: E402
 from train.degrade import bicubic_down, compose, crop_to_multiple  # noqa: E402
 from train.tasks import DENOISE_EVAL  # noqa: E402

@@ -43,6 +43,8 @@ from study_helpers import ADMIN, ALL_MODELS, MODELS, SCORES, RawDB, _raw, png_ca
 
 import studio  # noqa: E402
 from bench import loadtest  # noqa: E402
+from bench import reader_client  # noqa: E402
+from bench import servers  # noqa: E402
 from db import CRITERIA  # noqa: E402
 from studio import stats, study  # noqa: E402
 from studio.config import Settings  # noqa: E402
@@ -58,7 +60,7 @@ def _served(data: Path) -> Iterator[SimpleNamespace]:
         demo = studio.build_app()
         settings = Settings()
         demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)  # as app.py
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=loadtest.free_port(), quiet=True)
+        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=servers.free_port(), quiet=True)
         own = open_store(StudySettings.from_env())  # the tests' own view of the same data directory
         yield SimpleNamespace(url=demo.local_url, store=own, data=data)
     finally:
@@ -371,7 +373,7 @@ def test_sigkill_mid_session_loses_nothing_and_resumes(tmp_path: Path, database_
     finally:
         store.close()
     code = created.codes["R01"]
-    port = loadtest.free_port()
+    port = servers.free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {"STUDIO_ADMIN_PASSWORD": ADMIN, "STUDIO_IMPORT_ROOT": "", "DATABASE_URL": database_url}
     acked: dict[str, dict] = {}
@@ -384,10 +386,10 @@ def test_sigkill_mid_session_loses_nothing_and_resumes(tmp_path: Path, database_
         return (code, item["item_key"], ans["choice"], ans["confidence"], ""), "/reader_choose", ans
 
     with open(tmp_path / "server1.log", "wb") as log:
-        proc = loadtest.start_server(data, port, env, log)
+        proc = servers.start_server(data, port, env, log)
         try:
-            loadtest.wait_ready(url, proc)
-            client = loadtest.HttpClient(url)
+            servers.wait_ready(url, proc)
+            client = reader_client.HttpClient(url)
             _, _, item = client.predict(code, api_name="/reader_next")
             for _ in range(5):
                 args, api, ans = answer_for(item)
@@ -430,10 +432,10 @@ def test_sigkill_mid_session_loses_nothing_and_resumes(tmp_path: Path, database_
     assert set(after_crash) - set(acked) <= {in_flight["item_key"]}  # the in-flight one: stored whole or not at all
 
     with open(tmp_path / "server2.log", "wb") as log:
-        proc = loadtest.start_server(data, port, env, log)
+        proc = servers.start_server(data, port, env, log)
         try:
-            loadtest.wait_ready(url, proc)
-            client = loadtest.HttpClient(url)
+            servers.wait_ready(url, proc)
+            client = reader_client.HttpClient(url)
             _, _, resumed = client.predict(code, api_name="/reader_next")
             assert resumed["answered"] == len(after_crash) and resumed["number"] == len(after_crash) + 1
             if in_flight["item_key"] not in after_crash:

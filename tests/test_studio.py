@@ -21,7 +21,7 @@ import studio  # noqa: E402
 from models import list_models, model_card  # noqa: E402
 from studio import handlers
 from studio.ui import render  # noqa: E402
-from bench.loadtest import free_port  # noqa: E402
+from bench.servers import free_port  # noqa: E402
 
 
 from conftest import testdata as _testdata  # noqa: E402

@@ -245,7 +245,7 @@ def test_admin_endpoints_export_and_import_bundles(tmp_path: Path, monkeypatch: 
     from gradio_client.exceptions import AppError
 
     import studio
-    from bench.loadtest import free_port
+    from bench.servers import free_port
 
     demos = []
 

@@ -1,13 +1,16 @@
 """Gather radiographs from other sites into a folder for ``python -m train eval --subset external``.
 
 The Hannover PNGs the models are trained on are CLAHE-processed 640 px chest
-radiographs of one hospital. These are unprocessed radiographs from elsewhere,
-shipped by registry packages, never used for training or model selection:
+radiographs of one hospital. The external set is the ``external`` list of
+``splits/dicom-sources.json``: one whole source, pydicom-data (a requirement),
+never used for training or model selection:
 
-* pydicom-data (a requirement): ``RG1_UNCR.dcm`` (chest CR, 1955 x 1841, 15 bit)
-  and ``RG3_UNCR.dcm`` (lower-leg CR, 1760 x 1760, 10 bit);
-* deid-data, if installed (``pip install deid-data``): ``animals/cat.dcm``
-  (a cat's chest DX, 2614 x 3072).
+* ``RG1_UNCR.dcm`` (chest CR, 1955 x 1841, 15 bit) and ``RG3_UNCR.dcm``
+  (lower-leg CR, 1760 x 1760, 10 bit).
+
+deid-data's ``animals/cat.dcm`` (a cat's chest DX) was part of this set until the
+realistic (``*_real``) models were trained on it; ``--with-cat`` adds it back for
+comparisons with tables made before (it is training data for the ``*_real`` models).
 
 Usage::
 
@@ -22,30 +25,30 @@ import shutil
 import sys
 from pathlib import Path
 
-PYDICOM_FILES = ("RG1_UNCR.dcm", "RG3_UNCR.dcm")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from train.sources import manifest_paths  # noqa: E402
+
+CAT = ("deid_data", "data/animals/cat.dcm")
 
 
-def external_files() -> list[Path]:
-    """Paths of the external radiographs available on this machine (pydicom-data ones always)."""
-    from pydicom.data import get_testdata_file
+def external_files(with_cat: bool = False) -> list[Path]:
+    """Paths of the manifest's external radiographs (and deid-data's cat DX with ``with_cat``)."""
+    files = manifest_paths(subset="external")
+    if with_cat:
+        import deid_data
 
-    files = [Path(get_testdata_file(name, download=False)) for name in PYDICOM_FILES]
-    try:
-        import deid_data  # optional: a 42 MB package, not in requirements.txt
-
-        files.append(Path(deid_data.__file__).parent / "data" / "animals" / "cat.dcm")
-    except ImportError:
-        print("deid-data not installed: using the two pydicom-data radiographs", file=sys.stderr)
+        files.append(Path(deid_data.__file__).parent / CAT[1])
     return files
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", help="folder to copy the DICOM files into")
+    p.add_argument("--with-cat", action="store_true", help="also deid-data's cat DX (training data of the *_real models)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in external_files():
+    for f in external_files(args.with_cat):
         shutil.copy(f, out / f.name)
         print(out / f.name)
     return 0

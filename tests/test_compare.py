@@ -107,6 +107,24 @@ def test_simulate_sr_on_real_ct_matches_train_metrics() -> None:
     assert Path(zip_path).name.startswith("medenhance_compare_")  # generated, never the upload's name
 
 
+@pytest.mark.parametrize("key", sorted(compare.options.DEGRADATIONS))
+def test_every_simulate_degradation_is_the_training_packages_seeded_chain(key: str, tmp_path: Path) -> None:
+    """Simulate mode's input is exactly train.degrade.compose(steps) of the clean upload, same seed, right size."""
+    deg = compare.options.DEGRADATIONS[key]
+    clean = np.clip(np.add.outer(np.linspace(0.1, 0.9, 48), np.linspace(0.0, 0.3, 40)), 0, 1).astype(np.float32)
+    png = tmp_path / "clean.png"
+    Image.fromarray(np.rint(clean * 65535).astype(np.uint16)).save(png)
+    model = "bicubic_x2" if deg.scale == 2 else "bicubic_x4" if deg.scale == 4 else "median"
+    *_, run_id = compare.compare_file(str(png), 0, "default", [model], "simulate", None, key, 3)
+    run = compare.get_run(run_id)
+    read, _ = read_image(png)
+    ref = crop_to_multiple(read, deg.scale) if deg.scale > 1 else read
+    np.testing.assert_array_equal(run.input, compose(list(deg.steps))(ref, seed=3))
+    assert run.input.shape == (ref.shape[0] // deg.scale, ref.shape[1] // deg.scale)
+    assert run.input.dtype == np.float32 and 0.0 <= run.input.min() and run.input.max() <= 1.0
+    assert not np.array_equal(run.input, ref[:: deg.scale, :: deg.scale])  # it did degrade
+
+
 def test_simulate_denoise_colour_has_delta_e_and_identity_baseline(ihc_png: str) -> None:
     _, errors, table, _, _, run_id = compare.compare_file(ihc_png, 0, "default", "median, gaussian", "simulate",
                                                           None, "gaussian_noise", 3)

@@ -7,6 +7,9 @@ Examples::
     python -m train eval --models srcnn_x2,vdsr_x2 --scale 2
     python -m train eval --task denoise --noise poisson --models dncnn,dae
     python -m train eval --task denoise --models dncnn,dae --subset external --data external/ --max-side 640
+    python -m train fit --model srcnn_x2_real --init models/weights/srcnn_x2.safetensors   # realistic task
+    python -m train eval --task sr_real --scale 2 --models srcnn_x2,srcnn_x2_real --subset external --data external/
+    python -m train eval --task denoise_real --noise dose2000 --models dncnn,dncnn_real
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import sys
 
 from .config import DEFAULT_SPLIT, add_fit_args, config_from_args
+from .realistic import DENOISE_REAL_EVAL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     add_fit_args(sub.add_parser("fit", help="train one registered network"))
     e = sub.add_parser("eval", help="score models on the held-out test patients")
     e.add_argument("--models", default="", help="comma-separated registry names (baseline rows are always added)")
-    e.add_argument("--task", default="sr", choices=["sr", "denoise", "enhance"])
+    e.add_argument("--task", default="sr", choices=["sr", "denoise", "enhance", "sr_real", "denoise_real"],
+                   help="sr_real/denoise_real: realistic degradations in the detector-signal domain (train.realistic)")
     e.add_argument("--scale", type=int, default=2, help="SR scale")
-    e.add_argument("--noise", default="gaussian", choices=["gaussian", "poisson", "rician"], help="denoise: noise kind")
+    e.add_argument("--noise", default="", choices=["", "gaussian", "poisson", "rician", *DENOISE_REAL_EVAL],
+                   help="denoise: noise kind (default gaussian); denoise_real: dose level (default dose250)")
     e.add_argument("--data", default="../shared/data/hannover-cxr/png")
     e.add_argument("--split-file", default=str(DEFAULT_SPLIT))
     e.add_argument("--subset", default="test", choices=["train", "val", "test", "external"],
@@ -50,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .evaluate import evaluate
 
+    noise = args.noise or ("dose250" if args.task == "denoise_real" else "gaussian")
+
     if args.threads:
         import torch
 
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate(
         [m for m in args.models.split(",") if m], task=args.task, scale=args.scale, data=args.data,
         split_file=args.split_file, subset=args.subset, limit=args.limit, out_dir=args.out,
-        write_cards=args.write_cards, noise=args.noise, maps=args.maps, colour=args.colour,
+        write_cards=args.write_cards, noise=noise, maps=args.maps, colour=args.colour,
         max_side=args.max_side, ensemble=args.ensemble,
     )
     return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 DEFAULT_SPLIT = Path(__file__).resolve().parent.parent / "splits" / "hannover-cxr.json"
+DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "splits" / "dicom-sources.json"
 
 
 @dataclass
@@ -52,6 +53,10 @@ class FitConfig:
     device: str = ""  # "" = cuda if available else cpu
     amp: str = "auto"  # mixed precision: "auto" (bf16 on CUDA, off on CPU), "bf16" (also on CPU), "off"
     notes: str = ""  # free text copied into the model card
+    # Realistic tasks (*_real models) only: full-resolution DICOMs of this manifest's "train" list join the PNGs,
+    # each training sample drawn from them with this probability (0 = PNGs only).
+    dicom_manifest: str = str(DEFAULT_MANIFEST)
+    dicom_fraction: float = 0.25
     extra: dict = field(default_factory=dict)
 
 

@@ -16,27 +16,24 @@ Level conventions (all on the [0, 1] intensity scale):
 * ``jpeg(quality)``: JPEG round trip at 8 bits, quality 1..95.
 * ``low_contrast(factor)``: mean + factor * (x - mean), factor < 1 lowers contrast.
 * ``gamma_shift(gamma)``: x ** gamma (gamma > 1 darkens); ``brightness(offset)``: x + offset.
+* Realistic ones (:mod:`train.realistic`): ``poisson_gaussian(dose, read_sigma)`` detector noise,
+  ``detector_blur(sigma_x, sigma_y, angle)``, and the x``scale`` chains ``real_world_down`` (random,
+  second-order) and ``sr_real_eval`` (the fixed evaluation chain); :data:`DOWNSCALING` names the ones
+  that return the smaller image.
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from scipy import ndimage
 
 from models.resample import downscale, downscale_tensor
 
-
-def _clip(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
-
-
-def _rng(seed: int | np.random.Generator) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+from . import realistic
+from .pixelops import _clip, _per_plane, _rng, jpeg
 
 
 def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
@@ -57,12 +54,6 @@ def bicubic_down(image: np.ndarray, scale: int = 2, seed: int = 0) -> np.ndarray
 def bicubic_down_tensor(x: torch.Tensor, scale: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, H//scale, W//scale); H, W multiples of ``scale``."""
     return downscale_tensor(x, scale)
-
-
-def _per_plane(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    if image.ndim == 2:
-        return fn(image)
-    return np.stack([fn(image[..., c]) for c in range(image.shape[-1])], axis=-1)
 
 
 def gaussian_blur(image: np.ndarray, sigma: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -105,14 +96,6 @@ def rician_noise(image: np.ndarray, sigma: float = 0.05, seed: int = 0) -> np.nd
     return _clip(np.sqrt((image + n1) ** 2 + n2**2))
 
 
-def jpeg(image: np.ndarray, quality: int = 30, seed: int = 0) -> np.ndarray:
-    """JPEG compression round trip at 8 bits (Pillow, 4:2:0 for colour)."""
-    u8 = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(u8).save(buf, format="JPEG", quality=int(quality))
-    return np.asarray(Image.open(buf), dtype=np.float32) / 255.0
-
-
 def low_contrast(image: np.ndarray, factor: float = 0.5, seed: int = 0) -> np.ndarray:
     """Shrink intensities towards the image mean by ``factor`` (0 < factor <= 1)."""
     m = float(image.mean())
@@ -140,7 +123,11 @@ DEGRADATIONS: dict[str, Callable[..., np.ndarray]] = {
     "low_contrast": low_contrast,
     "gamma_shift": gamma_shift,
     "brightness": brightness,
+    # realistic degradations (train.realistic): detector noise and blur, the second-order "real-world" chain
+    **realistic.REALISTIC_DEGRADATIONS,
 }
+# The degradations that return a smaller image (the SR inputs); the others keep the shape.
+DOWNSCALING: frozenset[str] = frozenset({"bicubic_down"} | realistic.DOWNSCALING)
 
 
 def compose(steps: list[tuple[str, dict[str, Any]]]) -> Callable[..., np.ndarray]:

@@ -28,7 +28,9 @@ from models.resample import bicubic_resize_tensor, to_numpy, to_tensor
 from . import metrics
 from .data import Image, find_images, find_patient_csv, load_images, load_or_make_split, read_patient_map
 from .degrade import crop_to_multiple
-from .tasks import DENOISE_EVAL, TASKS, _eval_noise
+from .realistic import DENOISE_REAL_EVAL, SR_REAL_EVAL
+from .signal import SignalImage, load_signal, resize_signal, to_display
+from .tasks import DENOISE_EVAL, TASKS, _eval_noise, registry_task
 
 INPUT_ROW = "input (no processing)"
 # Rows of a network run with the x8 geometric self-ensemble (models.ensemble) are named "<model>+x8".
@@ -70,24 +72,54 @@ def fit_side(im: Image, max_side: int) -> Image:
     return Image(im.id, to_numpy(small, im.pixels.ndim == 3))
 
 
-def _options(name: str, task: str, noise: str) -> dict[str, Any]:
-    """Give non-local means the true noise sigma (its best case), as the issue asks."""
+def _options(name: str, task: str, noise: str, inp: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """Give non-local means the true noise sigma (its best case), as the issue asks.
+
+    Poisson-Gaussian noise (``denoise_real``) has no single sigma: NLM gets the
+    measured standard deviation of this image's noise, ``std(input - target)``.
+    """
     if name == "nlm" and task == "denoise" and noise in ("gaussian", "rician"):
         return {"sigma": DENOISE_EVAL[noise][1]["sigma"]}
+    if name == "nlm" and task == "denoise_real":
+        return {"sigma": float(np.std(inp.astype(np.float64) - target))}
     return {}
+
+
+def load_signal_images(data: str | Path, ids: list[str], max_side: int = 0) -> list[SignalImage]:
+    """The images with those ids (file stems) under ``data`` as signal images (DICOM raw values kept,
+    PNGs as ``s = 1 - x``), downscaled in the signal domain to a longer side <= ``max_side`` (0 = never)."""
+    wanted = set(ids)
+    out = [resize_signal(load_signal(p), max_side) for p in find_images(data) if p.stem in wanted]
+    missing = wanted - {im.id for im in out}
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of the split are missing from {data}, e.g. {sorted(missing)[:3]}")
+    return out
+
+
+def _pair(im: Any, i: int, task: str, scale: int, noise: str) -> tuple[np.ndarray, np.ndarray]:
+    """(degraded input, clean target) of image ``i``: display images, or signal images for realistic tasks."""
+    if isinstance(im, SignalImage):
+        sig = crop_to_multiple(im.signal, scale)
+        level = scale if task == "sr_real" else noise
+        return TASKS[task].signal_eval(sig, im.table, level, i), to_display(sig, im.table)
+    target = crop_to_multiple(im.pixels, scale)
+    if task == "denoise":
+        return _eval_noise(target, scale, seed=i, kind=noise), target
+    return TASKS[task].eval_degrade(target, scale, i), target
 
 
 def _row_names(names: list[str], task: str, scale: int, ensemble: bool = False) -> list[str]:
     """Baseline rows, then ``names``; with ``ensemble`` each network once more as ``<name>+x8``."""
-    if task == "sr":
+    reg = registry_task(task)  # sr_real models are SR models, etc.
+    if reg == "sr":
         base = [f"bicubic_x{scale}", f"lanczos_x{scale}"]
     else:
-        base = [INPUT_ROW] + [s.name for s in list_models(task=task) if s.kind == "classical"]
+        base = [INPUT_ROW] + [s.name for s in list_models(task=reg) if s.kind == "classical"]
     out = base + [n for n in names if n not in base]
-    for n in out[1 if task != "sr" else 0 :]:
+    for n in out[1 if reg != "sr" else 0 :]:
         spec = get_spec(n)
-        if spec.task != task or spec.scale != scale:
-            raise ValueError(f"{n} is a {spec.task} x{spec.scale} model, not {task} x{scale}")
+        if spec.task != reg or spec.scale != scale:
+            raise ValueError(f"{n} is a {spec.task} x{spec.scale} model, not {reg} x{scale}")
     if ensemble:
         out += [n + ENSEMBLE_SUFFIX for n in out if n != INPUT_ROW and get_spec(n).kind == "network"]
     return out
@@ -127,28 +159,34 @@ def evaluate(
     """
     from .config import DEFAULT_SPLIT
 
-    scale = scale if task == "sr" else 1
-    crop = scale if task == "sr" else 0
+    sr = registry_task(task) == "sr"
+    real = TASKS[task].signal_eval is not None  # realistic tasks degrade in the detector-signal domain
+    if task == "denoise_real" and noise not in DENOISE_REAL_EVAL:
+        raise ValueError(f"denoise_real evaluates at --noise {' or '.join(DENOISE_REAL_EVAL)}, not {noise!r}")
+    if real and colour:
+        raise ValueError(f"{task} is grayscale (detector signal); --colour does not apply")
+    scale = scale if sr else 1
+    crop = scale if sr else 0
     rows_for = _row_names(names, task, scale, ensemble)
     split = external_split(data) if subset == "external" else load_or_make_split(data, split_file or DEFAULT_SPLIT)
     ids = split[subset][:limit] if limit else split[subset]
-    images = [fit_side(im, max_side) for im in load_images(data, ids, grayscale=not colour)]
-    tag = f"sr_x{scale}" if task == "sr" else (f"denoise_{noise}" if task == "denoise" else "enhance")
+    if real:
+        images: list[Any] = load_signal_images(data, ids, max_side)
+    else:
+        images = [fit_side(im, max_side) for im in load_images(data, ids, grayscale=not colour)]
+    tag = {"sr": f"sr_x{scale}", "sr_real": f"sr_real_x{scale}", "denoise": f"denoise_{noise}",
+           "denoise_real": f"denoise_real_{noise}", "enhance": "enhance"}[task]
     tag += "_colour" if colour else ""
     out = Path(out_dir)
     (out / "maps").mkdir(parents=True, exist_ok=True)
 
     per: dict[str, dict[str, list[float]]] = {n: {} for n in rows_for}
     for i, im in enumerate(tqdm(images, desc=f"eval {tag} ({subset})")):
-        target = crop_to_multiple(im.pixels, scale)
-        if task == "denoise":
-            inp = _eval_noise(target, scale, seed=i, kind=noise)
-        else:
-            inp = TASKS[task].eval_degrade(target, scale, i)
+        inp, target = _pair(im, i, task, scale, noise)
         for n in rows_for:
             t = time.perf_counter()
             res = inp if n == INPUT_ROW else enhance(inp, base_name(n), ensemble=n != base_name(n),
-                                                      **_options(n, task, noise))
+                                                      **_options(n, task, noise, inp, target))
             secs = time.perf_counter() - t
             s = metrics.score(res, target, 1.0, crop, names=("psnr", "ssim", "gmsd") + (("delta_e",) if res.ndim == 3 else ()))
             s["seconds"] = secs
@@ -173,11 +211,11 @@ def evaluate(
             "params": param_count(n),
             "psnr": round(m["psnr"], 3),
             "ssim": round(m["ssim"], 4),
-            f"gain_vs_{'bicubic' if task == 'sr' else 'input'}_db": round(m["psnr"] - mean[ref_name]["psnr"], 3),
+            f"gain_vs_{'bicubic' if sr else 'input'}_db": round(m["psnr"] - mean[ref_name]["psnr"], 3),
         }
-        if task == "sr":
+        if sr:
             row["gain_vs_lanczos_db"] = round(m["psnr"] - mean[rows_for[1]]["psnr"], 3)
-        row["ssim_vs_" + ("bicubic" if task == "sr" else "input")] = round(m["ssim"] - mean[ref_name]["ssim"], 4)
+        row["ssim_vs_" + ("bicubic" if sr else "input")] = round(m["ssim"] - mean[ref_name]["ssim"], 4)
         # Perceptual quality next to PSNR (lower is better): how the GAN models are judged.
         row["gmsd"] = round(m["gmsd"], 4)
         if "delta_e" in m:
@@ -203,7 +241,13 @@ def evaluate(
     where += f", longer side <= {max_side} px" if max_side else ""
     what = {"sr": f"x{scale} super-resolution (antialiased bicubic degradation)",
             "denoise": f"denoising, {noise} noise {DENOISE_EVAL.get(noise, ('', {}))[1]}",
-            "enhance": "enhancement (contrast 0.5, gamma 1.5, brightness -0.05, noise 0.02)"}[task]
+            "enhance": "enhancement (contrast 0.5, gamma 1.5, brightness -0.05, noise 0.02)",
+            "sr_real": f"realistic x{scale} super-resolution (detector PSF {SR_REAL_EVAL['sigma_x']}/"
+            f"{SR_REAL_EVAL['sigma_y']} px at {SR_REAL_EVAL['angle']:g} deg, bicubic down, Poisson-Gaussian dose "
+            f"{SR_REAL_EVAL['dose']:g} read {SR_REAL_EVAL['read_sigma']} in the signal domain, display window, "
+            f"JPEG q{SR_REAL_EVAL['quality']})",
+            "denoise_real": f"denoising, Poisson-Gaussian detector noise {DENOISE_REAL_EVAL.get(noise)} in the signal "
+            "domain before the display window (NLM given each image's measured noise sigma)"}[task]
     md = to_markdown(rows, f"{what} on {where}, {dt.date.today().isoformat()}")
     (out / f"{tag}_{subset}.md").write_text(md)
     print(md)
@@ -216,7 +260,7 @@ def evaluate(
                     **{k: v for k, v in r.items() if k not in ("model", "kind", "params")},
                     "baseline": {"model": ref_name, "psnr": mean[ref_name]["psnr"], "ssim": mean[ref_name]["ssim"]},
                     "command": f"python -m train eval --task {task} --models {r['model']}"
-                    + (f" --scale {scale}" if task == "sr" else "") + (f" --noise {noise}" if task == "denoise" else "")
+                    + (f" --scale {scale}" if sr else "") + (f" --noise {noise}" if registry_task(task) == "denoise" else "")
                     + (" --colour" if colour else "")
                     + (f" --subset external --data {data}" if subset == "external" else "")
                     + (f" --max-side {max_side}" if max_side else ""),

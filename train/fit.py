@@ -21,7 +21,7 @@ import os
 import platform
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import torch.distributed as tdist
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from models import get_spec
+from models import ModelSpec, UnknownModelError, get_spec
 from models.arch.discriminator import Discriminator
 from models.loading import WEIGHTS_DIR, save_weights
 from models.resample import to_numpy, to_tensor
@@ -42,7 +42,9 @@ from .config import FitConfig
 from .data import Image, augmentation, chw_tensor, load_images, load_or_make_split, sample_patches, sample_patches_on
 from .degrade import crop_to_multiple
 from .losses import ADVERSARIAL, FeatureNet, parse_loss
-from .tasks import TASKS, Task, known_gaussian
+from .signal import to_display_tensor
+from .sources import load_dicom_sources, png_sources, sample_signal_patches
+from .tasks import TASKS, Task, known_gaussian, task_name
 
 
 def lr_at(step: int, cfg: FitConfig, peak: float | None = None) -> float:
@@ -158,9 +160,30 @@ def _dist_setup(cfg: FitConfig) -> tuple[int, int, str]:
     return 0, 1, cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _dicom_card(manifest: str, dicoms: list) -> list[dict[str, Any]]:
+    """The manifest's training entries (package, path, licence, what) and the multi-scale copies used."""
+    import json
+
+    entries = json.loads(Path(manifest).read_text())["train"]
+    return [dict(e, copies=[d.id for d in dicoms if d.id.split("@")[0] == Path(e["path"]).stem]) for e in entries]
+
+
+def training_spec(name: str) -> ModelSpec:
+    """The registry spec of ``name``; a ``*_real`` name not registered yet gets its base model's architecture
+    (``srcnn_x2_real`` -> ``srcnn_x2``) under its own name and weights file, so it can be trained before the
+    registry entry exists."""
+    try:
+        return get_spec(name)
+    except UnknownModelError:
+        if not name.endswith("_real"):
+            raise
+        base = get_spec(name.removesuffix("_real"))
+        return replace(base, name=name, weights=f"{name}.safetensors")
+
+
 def fit(cfg: FitConfig) -> dict[str, Any]:
     """Train ``cfg.model`` and export its best weights; returns the card metadata written (rank 0)."""
-    spec = get_spec(cfg.model)
+    spec = training_spec(cfg.model)
     if spec.kind != "network":
         raise ValueError(f"{cfg.model} is a classical baseline; nothing to train")
     if cfg.patch % spec.scale:
@@ -173,6 +196,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         raise ValueError(f"--noise-sigma {cfg.noise_sigma} must be >= 0 (0 = the blind mix)")
     if cfg.noise_sigma and spec.task != "denoise":
         raise ValueError(f"--noise-sigma is for denoising models; {cfg.model} is a {spec.task} model")
+    if not 0.0 <= cfg.dicom_fraction <= 1.0:
+        raise ValueError(f"--dicom-fraction {cfg.dicom_fraction} must be in [0, 1]")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world, device = _dist_setup(cfg)
@@ -190,7 +215,12 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     train_imgs = load_images(cfg.data, split["train"], grayscale=gray)
     val_imgs = load_images(cfg.data, split["val"], grayscale=gray) if main else []
     n_val = len(val_imgs)
-    task = known_gaussian(TASKS[spec.task], cfg.noise_sigma) if cfg.noise_sigma else TASKS[spec.task]
+    task_key = task_name(spec.name, spec.task)  # "*_real" models: the realistic task
+    task = known_gaussian(TASKS[task_key], cfg.noise_sigma) if cfg.noise_sigma else TASKS[task_key]
+    # Realistic tasks degrade in the detector-signal domain: PNGs as s = 1 - x, plus the manifest's DICOMs.
+    signal = task.signal_train is not None and not cfg.noise_sigma
+    pngs = png_sources(train_imgs) if signal else []
+    dicoms = load_dicom_sources(cfg.dicom_manifest) if signal and cfg.dicom_fraction > 0 else []
     val_imgs += varied_copies(val_imgs, task)
     model = spec.build().to(device).train()
     if cfg.init:
@@ -210,7 +240,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     # On a GPU the patches are cut where the images live, so one CPU core running transforms.v2 per patch
     # cannot starve it (an H100 ran 41-61 steps/s of 64 x 128 px patches this way). Same distribution; the
     # CPU path stays as it was, so CPU runs reproduce. Zoomed crops are cut by transforms.v2 on the CPU.
-    on_device = [chw_tensor(im.pixels).to(device) for im in train_imgs] if cuda and not cfg.zoom else []
+    on_device = [chw_tensor(im.pixels).to(device) for im in train_imgs] if cuda and not cfg.zoom and not signal else []
     flip_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
     noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     ckpt = Path(cfg.ckpt_dir) / f"{cfg.model}.ckpt.safetensors"
@@ -227,10 +257,10 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         flip_gen.manual_seed(cfg.seed * 7919 + rank + step)
         if main:
             print(f"resumed {cfg.model} at step {step} (best {cfg.select_by} {best_score:.4f} at {best_step})")
-    baseline = baseline_scores(val_imgs, spec.task, spec.scale, cfg.val_crop) if main else {}
+    baseline = baseline_scores(val_imgs, task_key, spec.scale, cfg.val_crop) if main else {}
     if main and step == 0 and cfg.init:
         # Fine-tuning (e.g. GAN from a PSNR model): the starting weights are the state to beat.
-        best_val = validate(judged, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
+        best_val = validate(judged, val_imgs, task_key, spec.scale, cfg.val_crop, device)
         best_score = _better(best_val, -math.inf, cfg, baseline)[1]
 
     t0 = time.time() - elapsed
@@ -239,13 +269,20 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        if on_device:
-            hr = sample_patches_on(on_device, cfg.batch, cfg.patch, rng, flip_gen)
+        if signal:
+            sig, win = sample_signal_patches(pngs, dicoms, cfg.batch, cfg.dicom_fraction, transform, rng)
+            if task.train_target is not None:
+                sig = task.train_target(sig, noise_gen)  # the scene varied (blur, contrast, gamma) before the detector
+            hr = to_display_tensor(sig, win).to(device)
+            lr_img = task.signal_train(sig, win, spec.scale, noise_gen).to(device)
         else:
-            hr = sample_patches(train_imgs, cfg.batch, transform, rng).to(device, non_blocking=True)
-        if task.train_target is not None:
-            hr = task.train_target(hr, noise_gen)
-        lr_img = task.train_degrade(hr, spec.scale, noise_gen)
+            if on_device:
+                hr = sample_patches_on(on_device, cfg.batch, cfg.patch, rng, flip_gen)
+            else:
+                hr = sample_patches(train_imgs, cfg.batch, transform, rng).to(device, non_blocking=True)
+            if task.train_target is not None:
+                hr = task.train_target(hr, noise_gen)
+            lr_img = task.train_degrade(hr, spec.scale, noise_gen)
         with torch.autocast(amp_dev, dtype=torch.bfloat16, enabled=amp_on):  # weights and optimizer stay fp32
             sr = net(lr_img).float()
             if disc is not None:
@@ -279,7 +316,7 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
         step += 1
         bar.update(1)
         if main and (step % cfg.val_every == 0 or step == cfg.steps):
-            val = validate(judged, val_imgs, spec.task, spec.scale, cfg.val_crop, device)
+            val = validate(judged, val_imgs, task_key, spec.scale, cfg.val_crop, device)
             better, s = _better(val, best_score, cfg, baseline)
             if better or not best_val:  # always record something, even if no state meets the criterion
                 best_score, best_step, best_val = s, step, val
@@ -317,7 +354,9 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
             "val_images": n_val,
             "val_varied_copies": len(val_imgs) - n_val,
             "val_patients": len(split["patients"]["val"]),
+            "task": task_key,
             "degradation": task.description.format(scale=spec.scale),
+            "dicom_sources": _dicom_card(cfg.dicom_manifest, dicoms) if dicoms else [],
             "discriminator": f"Discriminator(feats={cfg.d_feats}), {cfg.gan} GAN" if cfg.gan else "",
             "device": device,
             "mixed_precision": "bf16 autocast" if amp_on else "fp32",

@@ -13,20 +13,28 @@ A :class:`Task` bundles, for one task of the registry (``sr``, ``denoise``,
   validation and evaluation use, so scores are comparable across runs;
 * ``baseline(inp, scale)``: what the model must beat (bicubic for SR; the
   degraded input itself for restoration);
-* ``description``: the text written into model cards.
+* ``description``: the text written into model cards;
+* ``signal_train`` / ``signal_eval`` (realistic tasks ``sr_real``, ``denoise_real``):
+  the same degradations on detector-signal images (:mod:`train.signal`), so noise
+  and blur act before the display window of full-resolution DICOMs; the display
+  versions above treat a display image as a PNG (``s = 1 - x``).
+
+Registry names ending in ``_real`` train and evaluate on ``<task>_real``
+(:func:`task_name`); the others on their registry task.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from models.resample import upscale
 
-from . import degrade
+from . import degrade, realistic, realistic_torch
+from .signal import PNG_TABLE, Table
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -131,6 +139,10 @@ class Task:
     baseline_name: str
     description: str
     train_target: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    # (signal (N, C, H, W), windows (N, 2), scale, gen) -> degraded display batch
+    signal_train: Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor] | None = None
+    # (signal (H, W), display table, scale or noise level, seed) -> degraded display image
+    signal_eval: Callable[[np.ndarray, Table, Any, int], np.ndarray] | None = None
 
 
 def _eval_noise(img: np.ndarray, scale: int, seed: int, kind: str = "gaussian") -> np.ndarray:
@@ -165,3 +177,55 @@ TASKS: dict[str, Task] = {
         "(validation: contrast 0.5, gamma 1.5, brightness -0.05, noise 0.02)",
     ),
 }
+
+
+# --- realistic tasks (issue 29): degradations where they physically happen ------------------------------------
+
+
+def _png_window(x: torch.Tensor) -> torch.Tensor:
+    """(N, 2) windows of display batches taken as PNGs: [lo, hi] = [0, 1], i.e. display = 1 - s."""
+    return torch.tensor([[0.0, 1.0]]).expand(x.shape[0], 2)
+
+
+def _png_train(signal_train: Callable) -> Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]:
+    return lambda x, s, gen: signal_train(1.0 - x, _png_window(x), s, gen)
+
+
+DENOISE_REAL_VAL = "dose250"  # the validation level of denoise_real (the harder of the two evaluation doses)
+
+TASKS["sr_real"] = Task(
+    train_degrade=_png_train(realistic_torch.real_sr_batch),
+    eval_degrade=lambda img, s, seed: realistic.sr_real_eval_signal(1.0 - img, PNG_TABLE, s, seed),
+    baseline=upscale,
+    baseline_name="bicubic",
+    description="realistic x{scale} (second-order, after Real-ESRGAN, sized for radiographs): in the detector-signal "
+    "domain a Gaussian PSF sigma 0.2-1.5 px (anisotropic p 0.5, ratio <= 2), resize to 1-1.5x the LR size "
+    "(bicubic/bilinear/area), Poisson-Gaussian noise dose 300-10000 (log-uniform) + read sigma 0-0.003; display "
+    "window; JPEG q 70-95 (p 0.5); then p 0.7: blur 0.2-0.8 px (p 0.5), resize to LR, Gaussian 0-0.008, JPEG q "
+    "80-95 (p 0.5). Validation: PSF 0.8/0.5 px at 30 deg, bicubic down, dose 2000 read 0.002, JPEG 90",
+    signal_train=realistic_torch.real_sr_batch,
+    signal_eval=realistic.sr_real_eval_signal,
+)
+TASKS["denoise_real"] = Task(
+    train_degrade=_png_train(lambda sig, win, s, gen: realistic_torch.denoise_real_batch(sig, win, gen)),
+    eval_degrade=lambda img, s, seed: realistic.denoise_real_eval_signal(1.0 - img, PNG_TABLE, DENOISE_REAL_VAL, seed),
+    baseline=lambda inp, s: inp,
+    baseline_name="noisy input",
+    description="Poisson-Gaussian detector noise in the signal domain before the display window: dose 100-20000 "
+    "photons at full scale (log-uniform), read sigma 0-0.004; clean signals varied first as for denoise (Gaussian "
+    "blur 0.5-1.5 px, window and gamma; p 0.5 each) so smooth, unprocessed radiographs are in the training "
+    "distribution (validation: dose 250, read 0.002, on the validation images plain and varied)",
+    train_target=random_site_tensor,
+    signal_train=lambda sig, win, s, gen: realistic_torch.denoise_real_batch(sig, win, gen),
+    signal_eval=lambda sig, table, level, seed: realistic.denoise_real_eval_signal(sig, table, level, seed),
+)
+
+
+def task_name(model: str, registry_task: str) -> str:
+    """The training/evaluation task of registry model ``model``: ``<task>_real`` for ``*_real`` models."""
+    return f"{registry_task}_real" if model.endswith("_real") else registry_task
+
+
+def registry_task(task: str) -> str:
+    """The registry task a training task's models belong to (``sr_real`` -> ``sr``)."""
+    return task.removesuffix("_real")

@@ -11,6 +11,7 @@ import numpy as np
 
 from models import get_spec, list_models
 from studio import handlers
+from train.realistic import DENOISE_REAL_EVAL, SR_REAL_EVAL
 from train.tasks import DENOISE_EVAL, ENHANCE_EVAL
 
 #: API value -> UI label of the comparison modes.
@@ -60,6 +61,17 @@ DEGRADATIONS: dict[str, Degradation] = {
     "low_contrast": Degradation("Low contrast x0.5", 1, (("low_contrast", {"factor": 0.5}),)),
     "gaussian_blur": Degradation("Gaussian blur, sigma 1.5 px", 1, (("gaussian_blur", {"sigma": 1.5}),)),
     "jpeg": Degradation("JPEG, quality 30", 1, (("jpeg", {"quality": 30}),)),
+    # The realistic evaluation degradations of train.realistic (what the *_real models are scored on):
+    # detector blur and Poisson-Gaussian noise on the detector signal, then the display, then JPEG.
+    "real_x2": Degradation(f"Realistic x2: detector blur, dose {SR_REAL_EVAL['dose']:g} noise, JPEG "
+                           f"q{SR_REAL_EVAL['quality']} (realistic SR evaluation)", 2, (("sr_real_eval", {"scale": 2}),)),
+    "real_x4": Degradation(f"Realistic x4: detector blur, dose {SR_REAL_EVAL['dose']:g} noise, JPEG "
+                           f"q{SR_REAL_EVAL['quality']} (realistic SR evaluation)", 4, (("sr_real_eval", {"scale": 4}),)),
+    **{f"detector_{level}": Degradation(f"Detector noise, Poisson-Gaussian, dose {p['dose']:g} (realistic denoise "
+                                        "evaluation)", 1, (("poisson_gaussian", dict(p)),))
+       for level, p in DENOISE_REAL_EVAL.items()},
+    "detector_blur": Degradation("Detector blur, anisotropic PSF 1.2 x 0.6 px at 30 deg", 1,
+                                 (("detector_blur", {"sigma_x": 1.2, "sigma_y": 0.6, "angle": 30.0}),)),
 }
 
 

@@ -13,7 +13,7 @@ models, studio, gradio or train).
 """
 
 from .bundle import BundleError, BundleVersionError, DuplicateStudyError, export_study, import_study
-from .engine import DB_FILE_NAME, Database, SchemaVersionError, database_url, open_database
+from .engine import DB_FILE_NAME, Database, SchemaVersionError, database_url, default_data_dir, open_database
 from .schema import (
     BLOCKS,
     CRITERIA,
@@ -43,6 +43,7 @@ __all__ = [
     "CRITERIA",
     "Database",
     "database_url",
+    "default_data_dir",
     "DB_FILE_NAME",
     "DESIGNS",
     "DuplicateStudyError",

@@ -28,25 +28,10 @@ from sqlalchemy.engine import make_url
 
 from . import migrate
 from .bundle import BundleError, export_study, import_study
-from .engine import Database, SchemaVersionError, database_url, open_database
+from .engine import Database, SchemaVersionError, database_url, default_data_dir, open_database
 from .schema import SCHEMA_VERSION, Assignment, Reader, Study
 
 # The app's data directory when STUDIO_DATA_DIR is unset: the same rule as
-# studio.study.store.default_data_dir (repeated here: db never imports studio).
-DEFAULT_DATA_DIR = Path("studio-data")
-SPACE_DATA_DIR = Path("/data")
-
-
-def default_data_dir() -> Path:
-    """``STUDIO_DATA_DIR``, else ``/data/medenhance`` on a Space with persistent storage, else ``./studio-data``."""
-    env = os.environ.get("STUDIO_DATA_DIR", "").strip()
-    if env:
-        return Path(env).expanduser()
-    if SPACE_DATA_DIR.is_dir() and os.access(SPACE_DATA_DIR, os.W_OK):
-        return SPACE_DATA_DIR / "medenhance"
-    return DEFAULT_DATA_DIR
-
-
 def resolve_url(url: str | None, data_dir: str | None) -> str:
     """The database the command works on (see the module docstring)."""
     if url:

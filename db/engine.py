@@ -36,6 +36,21 @@ class SchemaVersionError(RuntimeError):
     """The database was written by another schema version (or is not a study database)."""
 
 
+DEFAULT_DATA_DIR = Path("studio-data")
+SPACE_DATA_DIR = Path("/data")  # Hugging Face Spaces' persistent storage, when enabled
+
+
+def default_data_dir() -> Path:
+    """``STUDIO_DATA_DIR``, else ``/data/medenhance`` when ``/data`` (a Space's persistent storage) is a
+    writable folder, else ``./studio-data``. The app, the study store and ``python -m db`` all use this rule."""
+    env = os.environ.get("STUDIO_DATA_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    if SPACE_DATA_DIR.is_dir() and os.access(SPACE_DATA_DIR, os.W_OK):
+        return SPACE_DATA_DIR / "medenhance"
+    return DEFAULT_DATA_DIR
+
+
 def database_url(data_dir: str | os.PathLike[str], url: str | None = None) -> str:
     """The URL to open: ``url`` (e.g. ``DATABASE_URL``) if given, else SQLite in ``data_dir``.
 

@@ -268,11 +268,6 @@ def evaluate(
     return rows
 
 
-def evaluate_sr(names: list[str], scale: int, **kw: Any) -> list[dict[str, Any]]:
-    """Shorthand for :func:`evaluate` with ``task="sr"``."""
-    return evaluate(names, task="sr", scale=scale, **kw)
-
-
 def to_markdown(rows: list[dict[str, Any]], title: str) -> str:
     """A GitHub markdown table of evaluation rows (all columns but the bookkeeping ones)."""
     cols = [c for c in rows[0] if c not in ("kind", "images", "patients", "data_range", "border_crop")]

@@ -22,24 +22,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from db import Database, open_database
+from db import Database, default_data_dir, open_database
 from studio.study.auth import AdminAuth
 
-DEFAULT_DATA_DIR = Path("studio-data")
-SPACE_DATA_DIR = Path("/data")  # Hugging Face Spaces' persistent storage, when enabled
 # Generated file names: 32 hex characters and an extension; anything else is refused.
 _STORED_NAME = re.compile(r"[0-9a-f]{32}\.png")
-
-
-def default_data_dir() -> Path:
-    """``STUDIO_DATA_DIR``, else ``/data/medenhance`` when ``/data`` (a Space's persistent storage) is a
-    writable folder, else ``./studio-data``. Same rule as ``app.py``, which sets ``STUDIO_DATA_DIR``."""
-    env = os.environ.get("STUDIO_DATA_DIR", "").strip()
-    if env:
-        return Path(env).expanduser()
-    if SPACE_DATA_DIR.is_dir() and os.access(SPACE_DATA_DIR, os.W_OK):
-        return SPACE_DATA_DIR / "medenhance"
-    return DEFAULT_DATA_DIR
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ This module imports only SQLAlchemy, Alembic (via :mod:`db.migrate`) and the sta
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,6 +67,27 @@ def database_url(data_dir: str | os.PathLike[str], url: str | None = None) -> st
     return f"sqlite:///{path}"
 
 
+def _set_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the lock.
+
+    Switching a new database file to WAL needs an exclusive lock, and SQLite answers "database is
+    locked" at once instead of calling the busy handler when another connection holds it (seen with
+    four app processes or threads opening an empty file together). Once the file is in WAL mode the
+    pragma is a no-op read, so only the first start ever waits here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.2)
+
+
 def _sqlite_engine(url: str, begin: str) -> Engine:
     """A SQLite engine whose transactions start with ``begin`` (``"BEGIN"`` or ``"BEGIN IMMEDIATE"``)."""
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
@@ -74,9 +97,9 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         # pysqlite's own transaction handling would defer BEGIN and break IMMEDIATE: take it over.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        _set_wal(cur)
+        cur.execute("PRAGMA foreign_keys=ON")
         # FULL: a commit is on disk before the reader sees the next case, even across a power loss
         # (NORMAL would survive a killed process but not an OS crash); one fsync per answer is cheap.
         cur.execute("PRAGMA synchronous=FULL")

@@ -8,7 +8,7 @@ DATA=${1:-../shared/data/hannover-cxr/png}
 OUT=${2:-docs/results}
 PY=${PYTHON:-python}
 $PY -m train eval --task sr --scale 2 --models srcnn_x2,vdsr_x2,edsr_x2,srcnn_x2_real,edsr_x2_real --data "$DATA" --out "$OUT" --maps 0 --write-cards
-$PY -m train eval --task sr --scale 4 --models srcnn_x4,vdsr_x4,edsr_x4,srresnet_x4,srgan_x4,rrdbnet_x4,esrgan_x4 --data "$DATA" --out "$OUT" --maps 0 --write-cards
+$PY -m train eval --task sr --scale 4 --models srcnn_x4,vdsr_x4,edsr_x4,srresnet_x4,srgan_x4,rrdbnet_x4,esrgan_x4,srresnet_x4_real --data "$DATA" --out "$OUT" --maps 0 --write-cards
 for noise in gaussian poisson rician; do
   $PY -m train eval --task denoise --noise "$noise" --models dncnn,dae --data "$DATA" --out "$OUT" --maps 1 --write-cards
 done
@@ -20,8 +20,10 @@ rm -rf "$OUT/colour-data"
 # Realistic degradations (train.realistic): detector PSF + bicubic + Poisson-Gaussian noise in the signal domain
 # + JPEG for SR; Poisson-Gaussian at two doses for denoising. Bicubic-trained models next to the *_real ones.
 SR2="srcnn_x2,vdsr_x2,edsr_x2,srcnn_x2_real,edsr_x2_real"
+SR4="srresnet_x4,edsr_x4,srresnet_x4_real"
 DN="dncnn,dae"  # no dncnn_real: not shipped (docs/realistic.md)
 $PY -m train eval --task sr_real --scale 2 --models "$SR2" --data "$DATA" --out "$OUT" --maps 1 --write-cards
+$PY -m train eval --task sr_real --scale 4 --models "$SR4" --data "$DATA" --out "$OUT" --maps 1 --write-cards
 for dose in dose250 dose2000; do
   $PY -m train eval --task denoise_real --noise "$dose" --models "$DN" --data "$DATA" --out "$OUT" --maps 1 --write-cards
 done
@@ -33,13 +35,14 @@ EXT="$(mktemp -d)/external"
 $PY scripts/external_radiographs.py "$EXT" > /dev/null
 XOUT="$OUT/external"
 $PY -m train eval --task sr --scale 2 --models srcnn_x2,vdsr_x2,edsr_x2,srcnn_x2_real,edsr_x2_real --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 0 --write-cards
-$PY -m train eval --task sr --scale 4 --models srcnn_x4,vdsr_x4,edsr_x4,srresnet_x4,srgan_x4,rrdbnet_x4,esrgan_x4 --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 0 --write-cards
+$PY -m train eval --task sr --scale 4 --models srcnn_x4,vdsr_x4,edsr_x4,srresnet_x4,srgan_x4,rrdbnet_x4,esrgan_x4,srresnet_x4_real --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 0 --write-cards
 for noise in gaussian poisson rician; do
   $PY -m train eval --task denoise --noise "$noise" --models dncnn,dae --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 done
 $PY -m train eval --task enhance --models gated_enhance,gated_enhance_rgb --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 # Realistic tasks on the external DICOMs: noise and blur in their raw detector domain, then their own window.
 $PY -m train eval --task sr_real --scale 2 --models "$SR2" --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
+$PY -m train eval --task sr_real --scale 4 --models "$SR4" --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 for dose in dose250 dose2000; do
   $PY -m train eval --task denoise_real --noise "$dose" --models "$DN" --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 done

@@ -8,10 +8,11 @@ fit``; the registry-parametrised tests then cover it automatically.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, Callable
 
 from . import classical
 from .arch import EDSR, RRDBNet, SRCNN, DenoisingAutoencoder, DnCNN, GatedEnhancer, SRResNet, VDSR
-from .registry import ModelSpec, register
+from .registry import ModelSpec, get_spec, register
 
 # --- classical baselines -------------------------------------------------------
 for s in (2, 4):
@@ -155,40 +156,36 @@ _REAL_DATA = (
     "12 bit, at 1, 1/2 and 1/4 size) with the noise added to its raw stored values before its window. "
     "Held out: pydicom-data's chest and leg CRs (MIT), the external set."
 )
-register(ModelSpec(
-    "srcnn_x2_real", "sr", 2, 1,
-    "SRCNN 9-5-5 x2 (57k parameters), srcnn_x2 fine-tuned for 3,000 steps on realistic degradations: detector "
-    "blur, downsampling with a random kernel, Poisson-Gaussian detector noise, JPEG, twice with reduced strengths "
-    "(train.realistic, after Real-ESRGAN). On that degradation: +1.86 dB over bicubic (+2.00 over lanczos) on the "
-    "Hannover test, +2.67 (+2.88) on the external CRs, where srcnn_x2 loses 1.56 / 2.44 dB. " + _REAL_DATA,
-    fails="Clean, bicubic-downsampled inputs: there it smooths, 0.74 dB below bicubic on the Hannover test and 3.57 "
-    "dB below on the external CRs (srcnn_x2: +0.81 / +2.48), so use srcnn_x2 for clean images. Trained on one DICOM "
-    "source only (a cat's DX); noise far above dose 300 photons/pixel at full scale and blur wider than 1.5 px are "
-    "outside its training range.",
-    weights="srcnn_x2_real.safetensors", build=partial(SRCNN, scale=2),
-))
-register(ModelSpec(
-    "edsr_x2_real", "sr", 2, 1,
-    "EDSR-baseline-style x2 (8 residual blocks x 48 features, 437k parameters), edsr_x2 fine-tuned for 1,500 steps "
-    "on realistic degradations: detector blur, downsampling with a random kernel, Poisson-Gaussian detector noise, "
-    "JPEG, twice with reduced strengths (train.realistic, after Real-ESRGAN). On that degradation: +2.10 dB over bicubic (+2.24 over lanczos) on the "
-    "Hannover test, +3.11 (+3.33) on the external CRs, where edsr_x2 loses 1.61 / 2.51 dB. " + _REAL_DATA,
-    fails="Clean, bicubic-downsampled inputs: there it smooths, 0.65 dB below bicubic on the Hannover test and 3.57 "
-    "dB below on the external CRs (edsr_x2: +0.93 / +3.31), so use edsr_x2 for clean images. Trained on one DICOM "
-    "source only (a cat's DX); noise far above dose 300 photons/pixel at full scale and blur wider than 1.5 px are "
-    "outside its training range.",
-    weights="edsr_x2_real.safetensors", build=partial(EDSR, scale=2),
-))
-register(ModelSpec(
-    "srresnet_x4_real", "sr", 4, 1,
-    "SRResNet x4 (8 residual blocks x 48 features, 528k parameters), srresnet_x4 fine-tuned for 1,500 steps on "
-    "realistic degradations: detector blur, downsampling with a random kernel, Poisson-Gaussian detector noise, JPEG, "
-    "twice with reduced strengths (train.realistic, after Real-ESRGAN). On that degradation: +1.59 dB over bicubic "
-    "(+1.70 over lanczos) on the Hannover test, +2.03 (+2.09) on the external CRs, where srresnet_x4 loses 1.37 / "
-    "1.57 dB. " + _REAL_DATA,
-    fails="Clean, bicubic-downsampled inputs: there it is level with bicubic on the Hannover test (-0.04 dB) and 0.74 "
-    "dB below it on the external CRs (srresnet_x4: +1.19 / +3.58), so use srresnet_x4 for clean images. Trained on one "
-    "DICOM source only (a cat's DX); noise far above dose 300 photons/pixel at full scale and blur wider than 1.5 px "
-    "are outside its training range.",
-    weights="srresnet_x4_real.safetensors", build=partial(SRResNet, scale=4),
-))
+
+
+def _register_real(arch: str, base: str, steps: int, realistic: tuple[float, float, float, float, float, float],
+                   clean: tuple[float, float, float, float], build: Callable[[], Any]) -> None:
+    """Register ``<base>_real``: ``base`` fine-tuned for ``steps`` on the realistic degradations.
+
+    ``realistic``: gains over bicubic / lanczos on the Hannover test and the external CRs, and what ``base`` loses
+    there (Hannover, external); ``clean``: this model's gain over bicubic on clean inputs (Hannover, external) and
+    ``base``'s. All measured by ``python -m train eval --task sr_real|sr`` (docs/realistic.md).
+    """
+    hg, hl, xg, xl, bh, bx = realistic
+    ch, cx, bch, bcx = clean
+    spec = get_spec(base)
+    register(ModelSpec(
+        f"{base}_real", "sr", spec.scale, 1,
+        f"{arch}, {base} fine-tuned for {steps:,} steps on realistic degradations: detector blur, downsampling with a "
+        "random kernel, Poisson-Gaussian detector noise, JPEG, twice with reduced strengths (train.realistic, after "
+        f"Real-ESRGAN). On that degradation: {hg:+.2f} dB over bicubic ({hl:+.2f} over lanczos) on the Hannover test, "
+        f"{xg:+.2f} ({xl:+.2f}) on the external CRs, where {base} loses {bh:.2f} / {bx:.2f} dB. " + _REAL_DATA,
+        fails=f"Clean, bicubic-downsampled inputs: {ch:+.2f} dB over bicubic on the Hannover test and {cx:+.2f} dB on "
+        f"the external CRs ({base}: {bch:+.2f} / {bcx:+.2f}), so use {base} for clean images. Trained on one DICOM "
+        "source only (a cat's DX); noise far above dose 300 photons/pixel at full scale and blur wider than 1.5 px "
+        "are outside its training range.",
+        weights=f"{base}_real.safetensors", build=build,
+    ))
+
+
+_register_real("SRCNN 9-5-5 x2 (57k parameters)", "srcnn_x2", 3000, (1.86, 2.00, 2.67, 2.88, 1.56, 2.44),
+               (-0.74, -3.57, 0.81, 2.48), partial(SRCNN, scale=2))
+_register_real("EDSR-baseline-style x2 (8 residual blocks x 48 features, 437k parameters)", "edsr_x2", 1500,
+               (2.10, 2.24, 3.11, 3.33, 1.61, 2.51), (-0.65, -3.57, 0.93, 3.31), partial(EDSR, scale=2))
+_register_real("SRResNet x4 (8 residual blocks x 48 features, 528k parameters)", "srresnet_x4", 1500,
+               (1.59, 1.70, 2.03, 2.09, 1.37, 1.57), (-0.04, -0.74, 1.19, 3.58), partial(SRResNet, scale=4))

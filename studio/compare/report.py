@@ -19,9 +19,11 @@ from models.device import default_device
 from models.io.export import save_png
 from studio import handlers
 from studio.compare import heatmap
+from studio.compare.imported import read_imported, upload_paths
 from studio.compare.options import DEFAULT_MODE, _seed, check_degradation, default_degradation, parse_mode, parse_models
 from studio.compare.run import Run, logger, remember, run_comparison
 from studio.compare.views import error_gallery, error_map_image, gallery
+from studio.csvsafe import safe_frame
 
 
 def _slug(label: str) -> str:
@@ -57,7 +59,8 @@ def write_zip(run: Run, out_dir: Path, bits: int, report: str) -> Path:
             name = f"{i:02d}_{_slug(label)}_abs_error.png"
             error_map_image(err, run.error_vmax).save(Path(tmp) / name, format="PNG")
             zf.write(Path(tmp) / name, f"error_maps/{name}", compress_type=zipfile.ZIP_STORED)
-        zf.writestr("metrics.csv", run.table().to_csv(index=False), compress_type=zipfile.ZIP_DEFLATED)
+        # Model labels are text a spreadsheet could run as a formula: the one CSV rule (studio.csvsafe).
+        zf.writestr("metrics.csv", safe_frame(run.table()).to_csv(index=False), compress_type=zipfile.ZIP_DEFLATED)
         zf.writestr("README.md", report + "\n", compress_type=zipfile.ZIP_DEFLATED)
     return path
 
@@ -121,6 +124,7 @@ def compare_file(
     reference: Any = None,
     degradation: Any = None,
     seed: Any = 0,
+    results: Any = None,
     *,
     progress: Callable[[float, str], Any] | None = None,
     preview_max_side: int = 1024,
@@ -137,6 +141,8 @@ def compare_file(
         degradation: simulate mode: a key of :data:`DEGRADATIONS` matching the models' scale;
             empty = the default for that scale (downsample for SR, Gaussian noise at x1).
         seed: simulate mode: noise seed (same seed, same degraded input).
+        results: results of this input made by another tool (files at the output size; labels from
+            their names, :mod:`studio.compare.imported`): scored and shown beside the models.
         progress: ``progress(fraction, text)`` callback (the tab passes ``gr.Progress``).
         preview_max_side: long side of the browser previews; the ZIP holds full resolution.
     Returns:
@@ -156,10 +162,11 @@ def compare_file(
     path = handlers.uploads._upload_path(file)
     image, meta = handlers.load_image(path, frame, window)
     ref = handlers.load_image(reference, 0, window)[0] if mode_ == "reference" else None
+    imported = read_imported(upload_paths(results), window, image.ndim == 3, set(names))
 
     t0 = time.perf_counter()
     run = run_comparison(image, names, scale, reference=ref, mode=mode_, degradation=deg, seed=seed_,
-                         progress=progress)
+                         progress=progress, imported=imported)
     with handlers.errors._as_user_errors("writing the comparison", path):
         modality = f", {meta.modality}" if getattr(meta, "modality", "") else ""
         report = report_markdown(run, f" ({str(meta.source_format).upper()}{modality})")

@@ -146,6 +146,8 @@ def weighted_kappa(x: Sequence[int], y: Sequence[int], categories: Sequence[int]
     Returns:
         kappa_w = 1 - sum(w * observed) / sum(w * expected) with disagreement
         weights w_ij = |i - j|^p / (K - 1)^p; NaN when undefined.
+    Raises:
+        ValueError: a score is not one of ``categories`` (the message names it), or unknown weights.
     """
     a, b = np.asarray(x), np.asarray(y)
     if a.shape != b.shape or a.size == 0:
@@ -153,6 +155,10 @@ def weighted_kappa(x: Sequence[int], y: Sequence[int], categories: Sequence[int]
     cats = list(categories)
     idx = {c: i for i, c in enumerate(cats)}
     k = len(cats)
+    outside = sorted({v for v in a.tolist() + b.tolist() if v not in idx}, key=repr)
+    if outside:
+        raise ValueError(f"weighted_kappa: score(s) {', '.join(map(repr, outside[:5]))} outside the scale "
+                         f"{cats}; pass the scale the ratings use as categories=")
     obs = np.zeros((k, k))
     for u, v in zip(a.tolist(), b.tolist()):
         obs[idx[u], idx[v]] += 1

@@ -50,6 +50,7 @@ from db import (
     open_database,
 )
 from studio import stats
+from studio.csvsafe import safe_cell
 from studio.stats import plots
 
 # Column order of answers.csv (one row per answer; empty where a field does not apply).
@@ -129,10 +130,14 @@ def answer_rows(data: StudyData) -> list[dict[str, Any]]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | Path | None = None) -> str:
-    """Rows as CSV text (also written to ``path`` if given); None and NaN become empty cells."""
+    """Rows as CSV text (also written to ``path`` if given); None and NaN become empty cells.
+
+    Text that a spreadsheet would run as a formula (a reader's comment ``=HYPERLINK(...)``) is
+    neutralised by :func:`studio.csvsafe.safe_cell`; numbers are written as numbers.
+    """
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    w.writerow({c: safe_cell(c) for c in columns})  # the header too: column names may come from data
     for r in rows:
         w.writerow({c: _cell(r.get(c)) for c in columns})
     text = buf.getvalue()
@@ -144,7 +149,7 @@ def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str 
 def _cell(v: Any) -> Any:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    return v
+    return safe_cell(v)
 
 
 # --- the statistics ---------------------------------------------------------------------------------
@@ -201,14 +206,15 @@ def afc_tables(data: StudyData) -> tuple[list[dict[str, Any]], list[dict[str, An
         return per_model, pairs, {"comparisons": 0}
     compared = n.sum(axis=1) > 0
     w_tot, n_tot = wins.sum(axis=1), n.sum(axis=1)
-    # The MLE is infinite when a model wins (or loses) everything: then shrink with 0.5 pseudo-wins.
-    prior = 0.0 if np.all((w_tot[compared] > 0) & (w_tot[compared] < n_tot[compared])) else 0.5
     sub = np.flatnonzero(compared)
+    # The MLE is infinite when some group of models won every comparison with the rest (the win
+    # graph is not strongly connected): the fit then adds 0.5 pseudo-wins per compared pair.
+    fit = stats.bradley_terry_fit(wins[np.ix_(sub, sub)])
     bt = np.full(len(models), math.nan)
-    bt[sub] = stats.bradley_terry(wins[np.ix_(sub, sub)], prior=prior)
+    bt[sub] = fit.log_strengths
     ref = bt[idx[ORIGINAL]] if compared[idx[ORIGINAL]] else 0.0
     scores = bt - ref
-    order = sorted(sub, key=lambda i: -scores[i])
+    order = sorted(sub, key=lambda i: -scores[i]) if fit.estimable else []
     rank = {i: r + 1 for r, i in enumerate(order)}
     for m in models:
         i = idx[m]
@@ -228,7 +234,9 @@ def afc_tables(data: StudyData) -> tuple[list[dict[str, Any]], list[dict[str, An
                           "ci_low": lo, "ci_high": hi, "p_binomial": stats.binomial_p(k, tot)})
     for row, adj in zip(pairs, stats.holm([r["p_binomial"] for r in pairs])):
         row["p_holm"] = adj
-    return per_model, pairs, {"comparisons": int(n.sum() / 2), "bt_prior": prior, "bt_reference": ORIGINAL}
+    return per_model, pairs, {"comparisons": int(n.sum() / 2), "bt_prior": fit.prior, "bt_reference": ORIGINAL,
+                              "bt_converged": fit.converged, "bt_iterations": fit.iterations,
+                              "bt_estimable": fit.estimable, "bt_strongly_connected": fit.strongly_connected}
 
 
 def agreement_table(data: StudyData) -> list[dict[str, Any]]:
@@ -331,6 +339,18 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     return head + "\n" + "\n".join("| " + " | ".join(_f(r.get(k)) for k, _ in cols) + " |" for r in rows)
 
 
+def bt_warnings(notes: dict[str, Any]) -> list[str]:
+    """Warnings the report must show about the Bradley-Terry fit (empty when it is sound)."""
+    out = []
+    if notes.get("bt_estimable") is False:
+        out.append("⚠️ **Bradley-Terry strengths not estimable**: some models were never compared, directly or "
+                   "through others, with the rest, so nothing puts them on one scale. Win rates are still valid.")
+    elif notes.get("bt_converged") is False:
+        out.append(f"⚠️ **The Bradley-Terry fit did not converge** in {notes.get('bt_iterations')} iterations: "
+                   "treat the log-strengths and ranks as unreliable.")
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The analysis as markdown: what a methods/results section needs, with the conventions stated."""
     st, counts = result["study"], result["counts"]
@@ -358,10 +378,12 @@ def markdown(result: dict[str, Any]) -> str:
                                                    ("significant", "< 0.05")]))
     if result["afc_models"]:
         notes = result["afc_notes"]
-        prior = f"; strengths shrunk with {notes['bt_prior']} pseudo-wins (a model won or lost every comparison)" \
-            if notes.get("bt_prior") else ""
+        prior = (f"; strengths shrunk with {notes['bt_prior']} pseudo-wins per compared pair and direction (the "
+                 "win graph is not strongly connected: some models won every comparison with the others, so "
+                 "the maximum-likelihood strengths are infinite)") if notes.get("bt_prior") else ""
         parts.append("### Pairwise preference (2AFC)\n\nWin rate with 95 % Wilson interval; Bradley-Terry "
                      f"log-strength relative to the original (0){prior}.\n\n"
+                     + "".join(f"{w}\n\n" for w in bt_warnings(notes))
                      + _table(result["afc_models"], [("model", "model"), ("wins", "wins"), ("comparisons", "comparisons"),
                                                      ("win_rate", "win rate"), ("ci_low", "CI low"), ("ci_high", "CI high"),
                                                      ("bt_log_strength", "BT log-strength"), ("bt_rank", "rank")]))

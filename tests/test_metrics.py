@@ -121,17 +121,42 @@ def test_score_records_range_and_crop(pair):
 
 
 def test_gmsd_known_step_edge():
-    # A vertical step edge (0 -> 1) against the same edge at half contrast. After 2x2 pooling the
-    # 8-column image has gradient magnitude 1 (reference) and 0.5 (prediction) in 2 of 8 columns
-    # and 0 elsewhere, so the similarity map is s = (2*0.5 + c) / (1 + 0.25 + c) on a quarter of
-    # the pixels and 1 on the rest: GMSD = |1 - s| * sqrt(0.25 * 0.75).
+    # Computed by hand, following Xue et al. (2014) and their MATLAB code: a vertical step edge
+    # (0 -> 1 at column 8 of 16) against the same edge at half contrast. The 2x2 mean + downsampling
+    # gives a 4 x 8 image, 1 in columns 4-7. Prewitt/3 gradients with zero padding ('same'):
+    # interior rows have |g| = 1 at columns 3, 4 and 7 (the step and the right border), 0 elsewhere;
+    # the top and bottom rows also see the zero border above/below: |(gx, gy)| = |(2/3, 1/3)| at
+    # column 3, |(2/3, 2/3)| at columns 4 and 7, |(0, 1)| at columns 5 and 6. The prediction's map is
+    # half of it, so each pixel's similarity is s(m) = (m^2 + c) / (1.25 m^2 + c) (s(0) = 1) and
+    # GMSD is the standard deviation of s over the 32 pixels.
     ref = np.zeros((8, 16))
     ref[:, 8:] = 1.0
     c = 170.0 / 255.0**2
-    s = (1.0 + c) / (1.25 + c)
-    assert metrics.gmsd(0.5 * ref, ref) == pytest.approx((1 - s) * math.sqrt(0.25 * 0.75), rel=1e-9)
+    r5, r8 = math.sqrt(5) / 3, math.sqrt(8) / 3
+    edge_row, inner_row = [0, 0, 0, r5, r8, 1, 1, r8], [0, 0, 0, 1, 1, 0, 0, 1]
+    m = np.array([edge_row, inner_row, inner_row, edge_row])
+    s = (m**2 + c) / (1.25 * m**2 + c)
+    expected = math.sqrt(np.mean((s - s.mean()) ** 2))
+    assert metrics.gmsd(0.5 * ref, ref) == pytest.approx(expected, rel=1e-12)
+    assert metrics.gmsd(0.5 * ref, ref) == pytest.approx(0.09976401500000294, rel=1e-12)  # piq 0.8.0: same
     assert metrics.gmsd(ref, ref) == 0.0
-    assert metrics.gmsd(np.full((8, 8), 0.2), np.full((8, 8), 0.7)) == 0.0  # no edges: nothing to disagree on
+
+
+def test_gmsd_matches_piq():
+    # Reference values: piq 0.8.0 (``pip install --no-deps piq`` once, not a dependency), float64:
+    #   piq.gmsd(torch.tensor(pred)[None, None], torch.tensor(ref)[None, None], data_range=1.0)
+    # (colour: tensors (1, 3, H, W)). The odd-sized crop checks the zero-padded 2x2 mean of the last
+    # row and column. (The earlier variant padded the gradients by replication and dropped an odd last row:
+    # 0.1-0.6 % lower on 512 x 512 radiograph crops, more on small images.)
+    yy, xx = np.mgrid[0:48, 0:40].astype(np.float64)
+    ref = np.clip(0.5 + 0.4 * np.sin(xx / 3.0) * np.cos(yy / 5.0), 0, 1)
+    ref[10:30, 12:25] += 0.08
+    pred = np.clip(ref + 0.15 * np.sin(1.7 * xx + 0.9 * yy), 0, 1)
+    assert metrics.gmsd(pred, ref) == pytest.approx(0.01635861232206586, rel=1e-10)
+    assert metrics.gmsd(pred[:47, :39], ref[:47, :39]) == pytest.approx(0.016287716333250563, rel=1e-10)
+    colour_pred = np.stack([pred, pred**1.2, 1 - pred], axis=-1)
+    colour_ref = np.stack([ref, ref**1.2, 1 - ref], axis=-1)
+    assert metrics.gmsd(colour_pred, colour_ref) == pytest.approx(0.015818306635533956, rel=1e-10)
 
 
 def test_gmsd_orders_damage_and_respects_data_range():

@@ -133,18 +133,33 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 _PREWITT = np.array([[1.0, 0.0, -1.0]] * 3) / 3.0
 
 
+def _pool2_same(a: np.ndarray) -> np.ndarray:
+    """The GMSD paper's downsampling: a 2x2 mean filter, then every second pixel.
+
+    As the authors' MATLAB (``conv2(Y, ones(2)/4, 'same')`` then ``Y(1:2:end, 1:2:end)``) and piq
+    do it: non-overlapping 2x2 blocks from the top-left corner; an odd last row or column is
+    averaged with zeros (MATLAB's zero padding), not dropped.
+    """
+    h, w = a.shape
+    a = np.pad(a, ((0, h % 2), (0, w % 2)))
+    return a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).mean(axis=(1, 3))
+
+
 def gmsd(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, crop: int = 0) -> float:
     """Gradient magnitude similarity deviation (Xue et al., IEEE TIP 2014): lower is better, 0 when identical.
 
     A full-reference perceptual-quality score with no learned weights (so nothing
-    is downloaded): both images are 2x2 average-pooled, Prewitt gradient
-    magnitudes ``m`` are taken, the per-pixel similarity is
-    ``(2 m_p m_r + c) / (m_p^2 + m_r^2 + c)`` with c = 170 on 0-255 data
-    (0.0026 on [0, 1]), and the score is the standard deviation of that map.
+    is downloaded), as the paper defines it and its authors' MATLAB code and piq compute it:
+    both images are 2x2 mean-filtered and downsampled by 2 (:func:`_pool2_same`), Prewitt
+    gradient magnitudes ``m`` are taken (kernel / 3, zero padding: MATLAB's ``conv2(..., 'same')``),
+    the per-pixel similarity is ``(2 m_p m_r + c) / (m_p^2 + m_r^2 + c)`` with c = 170 on 0-255
+    data (0.0026 on [0, 1]), and the score is the standard deviation of that map (over all
+    pixels, as piq; MATLAB's ``std2`` divides by N - 1, a relative difference of 1/(2N)).
     Blur (lost edges) and invented or displaced edges both raise it, which is
     why it is reported next to PSNR for GAN super-resolution: PSNR rewards
-    smooth outputs, GMSD does not. Colour images are scored on their luma.
-    Typical values: 0.01-0.05 for good restorations, above 0.1 for heavy damage.
+    smooth outputs, GMSD does not. Colour images are scored on their luma (Rec. 601, the Y of
+    YIQ, as piq). Typical values: 0.01-0.05 for good restorations, above 0.1 for heavy damage.
+    Equal to ``piq.gmsd`` to float precision (tests/test_metrics.py).
     """
     p, r = _pair(pred, ref, crop)
     p, r = p / data_range, r / data_range
@@ -153,9 +168,9 @@ def gmsd(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, crop: int =
     c = 170.0 / 255.0**2
 
     def magnitude(a: np.ndarray) -> np.ndarray:
-        a = _pool2(a)
-        gx = ndimage.correlate(a, _PREWITT, mode="nearest")
-        gy = ndimage.correlate(a, _PREWITT.T, mode="nearest")
+        a = _pool2_same(a)
+        gx = ndimage.correlate(a, _PREWITT, mode="constant", cval=0.0)
+        gy = ndimage.correlate(a, _PREWITT.T, mode="constant", cval=0.0)
         return np.sqrt(gx * gx + gy * gy)
 
     mp, mr = magnitude(p), magnitude(r)

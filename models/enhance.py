@@ -67,6 +67,7 @@ def enhance(
     tile: int | None = None,
     strength: float = 1.0,
     ensemble: bool = False,
+    noise_level: float | None = None,
     **options: Any,
 ) -> np.ndarray:
     """Run a registered model (network or classical baseline) on one image.
@@ -85,6 +86,8 @@ def enhance(
             of the input (geometric self-ensemble, :mod:`models.ensemble`):
             8x the time for a slightly lower error; an average of the model's own
             answers, so it adds no structure that a single pass does not.
+        noise_level: noise-aware networks (``noise_aware``) only: the noise sigma in [0, 1] units
+            they are conditioned on, instead of the one :mod:`models.noise` estimates on the whole image.
         **options: classical baselines' documented options (e.g. ``sigma`` for
             non-local means), overriding the registered defaults.
     Returns:
@@ -104,12 +107,16 @@ def enhance(
             f"{spec.name} would produce {h * w * spec.scale**2:,} pixels; the limit is {MAX_OUTPUT_PIXELS:,}"
         )
     if spec.kind == "classical":
+        if noise_level is not None:  # automatic entries pass it on to their noise-aware model
+            if "noise_level" not in spec.options:
+                raise InvalidOptionError(f"{spec.name} takes no noise_level")
+            options = {**options, "noise_level": noise_level}
         run_one = lambda im: _run_classical(spec, im, options)  # noqa: E731
     else:
         if options:
             raise UnknownModelError(f"{spec.name} takes no options, got {sorted(options)}")
         dev = device or default_device()
-        run_one = lambda im: _run_network(spec, im, dev, tile)  # noqa: E731
+        run_one = lambda im: _run_network(spec, im, dev, tile, noise_level)  # noqa: E731
     out = self_ensemble(run_one, image) if ensemble else run_one(image)
     out = np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
     if strength < 1.0:
@@ -128,17 +135,23 @@ def _run_classical(spec: ModelSpec, image: np.ndarray, options: dict[str, Any]) 
     return spec.fn(image, **kwargs)
 
 
-def _run_network(spec: ModelSpec, image: np.ndarray, device: str, tile: int | None) -> np.ndarray:
+def _run_network(spec: ModelSpec, image: np.ndarray, device: str, tile: int | None,
+                 noise_level: float | None = None) -> np.ndarray:
     module = load_network(spec, device)
+    if noise_level is not None and not getattr(module, "noise_aware", False):
+        raise InvalidOptionError(f"{spec.name} is not noise-aware; noise_level applies to noise-aware models only")
+    if noise_level is not None and not 0.0 <= noise_level <= 1.0:  # also refuses NaN
+        raise InvalidOptionError(f"noise_level must lie in [0, 1], got {noise_level!r}")
     colour = image.ndim == 3
     if colour and spec.in_channels == 1:
         # Grayscale network on a colour image: model on luma, chroma bicubic (SR) or kept.
         chroma = (lambda c: upscale(c, spec.scale)) if spec.scale > 1 else None
-        return apply_on_luma(image, lambda y: _run_planes(spec, module, y, device, tile), chroma)
-    return _run_planes(spec, module, image, device, tile)
+        return apply_on_luma(image, lambda y: _run_planes(spec, module, y, device, tile, noise_level), chroma)
+    return _run_planes(spec, module, image, device, tile, noise_level)
 
 
-def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, device: str, tile: int | None) -> np.ndarray:
+def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, device: str, tile: int | None,
+                noise_level: float | None = None) -> np.ndarray:
     """Tiled forward pass of an image whose channels match the module, or a grayscale image on a colour module.
 
     A grayscale image goes into a colour module as three equal channels, and
@@ -157,7 +170,7 @@ def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, dev
         x = x.expand(-1, 3, -1, -1)  # a view: each tile is materialised on its way to the device
     while True:
         try:
-            out = _tiled(spec, module, x, device, tile)
+            out = _tiled(spec, module, x, device, tile, noise_level)
             return to_numpy(out.mean(1, keepdim=True) if grey_in_colour else out, image.ndim == 3)
         except torch.OutOfMemoryError:
             if tile > 32:
@@ -170,7 +183,8 @@ def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, dev
                 torch.cuda.empty_cache()
 
 
-def _tiled(spec: ModelSpec, module: torch.nn.Module, x: torch.Tensor, device: str, tile: int) -> torch.Tensor:
+def _tiled(spec: ModelSpec, module: torch.nn.Module, x: torch.Tensor, device: str, tile: int,
+           noise_level: float | None = None) -> torch.Tensor:
     plan = pick_plan(spec.name, module, device)
     margin = getattr(module, "receptive_margin", 16)
     kwargs = {}
@@ -178,6 +192,8 @@ def _tiled(spec: ModelSpec, module: torch.nn.Module, x: torch.Tensor, device: st
         # Image-level statistics come from the whole image, not each tile, so tiles agree.
         with torch.no_grad():
             kwargs["stats"] = module.image_stats(x.to(device))
+            if noise_level is not None:  # a level given by the user replaces the estimate
+                kwargs["stats"] = torch.full_like(kwargs["stats"], float(noise_level))
 
     def fn(t: torch.Tensor) -> torch.Tensor:
         return run(module, t.to(device, non_blocking=True), plan, **kwargs).clamp_(0, 1).cpu()

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from models import ModelSpec, UnknownModelError, get_spec
 from models.arch.discriminator import Discriminator
+from models.arch.noise_aware import expand_input_channels
 from models.loading import WEIGHTS_DIR, save_weights
 from models.resample import to_numpy, to_tensor
 
@@ -41,6 +42,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig
 from .data import Image, augmentation, chw_tensor, load_images, load_or_make_split, sample_patches, sample_patches_on
 from .degrade import crop_to_multiple
+from .drafts import DRAFTS
 from .losses import ADVERSARIAL, FeatureNet, parse_loss
 from .signal import to_display_tensor
 from .sources import load_dicom_sources, png_sources, sample_signal_patches
@@ -169,9 +171,11 @@ def _dicom_card(manifest: str, dicoms: list) -> list[dict[str, Any]]:
 
 
 def training_spec(name: str) -> ModelSpec:
-    """The registry spec of ``name``; a ``*_real`` name not registered yet gets its base model's architecture
+    """The registry spec of ``name`` (or its draft in :mod:`train.drafts`); a ``*_real`` name not registered yet gets its base model's architecture
     (``srcnn_x2_real`` -> ``srcnn_x2``) under its own name and weights file, so it can be trained before the
     registry entry exists."""
+    if name in DRAFTS:
+        return DRAFTS[name]
     try:
         return get_spec(name)
     except UnknownModelError:
@@ -224,7 +228,8 @@ def fit(cfg: FitConfig) -> dict[str, Any]:
     val_imgs += varied_copies(val_imgs, task)
     model = spec.build().to(device).train()
     if cfg.init:
-        model.load_state_dict(load_file(cfg.init))
+        # A plain network's weights also start its noise-aware twin (the noise-level input channel at zero).
+        model.load_state_dict(expand_input_channels(load_file(cfg.init), model.state_dict()))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema else None
     judged = ema if ema is not None else model  # the weights validated, selected and exported

@@ -53,6 +53,8 @@ RESIZE_MODES = ("bicubic", "bilinear", "area")
 # Fixed evaluation degradations (validation, `python -m train eval`, cards): mid-range levels, seeded per image.
 SR_REAL_EVAL: dict[str, Any] = {"sigma_x": 0.8, "sigma_y": 0.5, "angle": 30.0, "dose": 2000.0, "read_sigma": 0.002,
                                 "quality": 90}
+# Poisson-Gaussian rows of the SR tables (sr_pg): the detector's pixels are the LR pixels, no blur, no JPEG.
+SR_PG_EVAL: dict[str, float] = {"dose": 500.0, "read_sigma": 0.002}
 DENOISE_REAL_EVAL: dict[str, dict[str, float]] = {
     "dose250": {"dose": 250.0, "read_sigma": 0.002},  # low dose: display sigma ~0.045 at mid-grey of a PNG
     "dose2000": {"dose": 2000.0, "read_sigma": 0.002},  # routine dose: ~0.016
@@ -129,6 +131,15 @@ def sr_real_eval_signal(signal: np.ndarray, table: Table, scale: int, seed: int)
     x = np.clip(resize(x, (h // scale, w // scale), "bicubic"), 0.0, 1.0)
     x = poisson_gaussian_signal(x, p["dose"], p["read_sigma"], rng)
     return jpeg_display(to_display(x, table), p["quality"])
+
+
+def sr_pg_eval_signal(signal: np.ndarray, table: Table, scale: int, seed: int) -> np.ndarray:
+    """Antialiased bicubic sampling of an (H, W) signal by ``scale``, Poisson-Gaussian noise at those pixels
+    (:data:`SR_PG_EVAL`), the display mapping: the noisy-but-sharp case. -> (H/scale, W/scale) float32 [0, 1]."""
+    h, w = signal.shape
+    x = np.clip(resize(signal, (h // scale, w // scale), "bicubic"), 0.0, 1.0)
+    x = poisson_gaussian_signal(x, SR_PG_EVAL["dose"], SR_PG_EVAL["read_sigma"], _rng(seed))
+    return to_display(x, table)
 
 
 def denoise_real_eval_signal(signal: np.ndarray, table: Table, level: str, seed: int) -> np.ndarray:

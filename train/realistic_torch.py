@@ -11,10 +11,13 @@ reproducible; tensors may live on any device.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
+
+from models.resample import downscale_tensor
 
 from .realistic import REAL_SR_RANGES, RESIZE_MODES, resize_tensor
 from .signal import to_display_tensor
@@ -129,3 +132,45 @@ def denoise_real_batch(s: torch.Tensor, window: torch.Tensor, gen: torch.Generat
     noisy = poisson_gaussian_tensor(s, _log_u(n, *DENOISE_REAL_DOSE, gen), _u(n, *DENOISE_REAL_READ, gen), gen)
     return to_display_tensor(noisy, window)
 
+
+
+# Mixtures of the noise-aware models (tasks sr_mix, denoise_mix): the share of each kind of input per batch.
+SR_MIX = {"clean": 0.3, "poisson_gaussian": 0.2, "realistic": 0.5}
+DENOISE_MIX = {"display_noise": 0.4, "poisson_gaussian": 0.45, "near_clean": 0.15}
+NEAR_CLEAN_SIGMA = 0.004  # "near clean" samples: Gaussian sigma 0..this, so a clean input is left alone
+
+
+def _pick(kinds: list[torch.Tensor], shares: dict[str, float], gen: torch.Generator) -> torch.Tensor:
+    """Per sample one of ``kinds`` (same shapes), drawn with probabilities ``shares`` (in that order)."""
+    n = kinds[0].shape[0]
+    edges = torch.tensor(list(shares.values())).cumsum(0)
+    k = torch.bucketize(torch.rand(n, generator=gen) * edges[-1], edges, right=True).clamp_max(len(kinds) - 1)
+    out = kinds[-1].clone()
+    for i, x in enumerate(kinds[:-1]):
+        out = torch.where((k == i).view(n, 1, 1, 1).to(x.device), x, out)
+    return out
+
+
+def sr_mix_batch(s: torch.Tensor, window: torch.Tensor, scale: int, gen: torch.Generator) -> torch.Tensor:
+    """Per sample (shares :data:`SR_MIX`): clean antialiased bicubic downsampling of the display image;
+    Poisson-Gaussian noise at the LR detector pixels (dose and read sigma as the realistic denoisers:
+    :data:`DENOISE_REAL_DOSE`, :data:`DENOISE_REAL_READ`); or the realistic chain (:func:`real_sr_batch`).
+    (N, C, H, W) signal, (N, 2) windows -> (N, C, H/scale, W/scale) LR display in [0, 1]."""
+    n = s.shape[0]
+    clean = downscale_tensor(to_display_tensor(s, window), scale)
+    lr_sig = downscale_tensor(s, scale)
+    pg = to_display_tensor(poisson_gaussian_tensor(lr_sig, _log_u(n, *DENOISE_REAL_DOSE, gen),
+                                                   _u(n, *DENOISE_REAL_READ, gen), gen), window)
+    return _pick([clean, pg, real_sr_batch(s, window, scale, gen)], SR_MIX, gen)
+
+
+def denoise_mix_batch(s: torch.Tensor, window: torch.Tensor, gen: torch.Generator,
+                      display_noise: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> torch.Tensor:
+    """Per sample (shares :data:`DENOISE_MIX`): ``display_noise`` of the display image (the blind denoisers'
+    Gaussian / Poisson / Rician mix); Poisson-Gaussian detector noise (:func:`denoise_real_batch`); or
+    near-clean (Gaussian sigma 0..:data:`NEAR_CLEAN_SIGMA`). (N, C, H, W) signal -> same, display [0, 1]."""
+    n = s.shape[0]
+    hr = to_display_tensor(s, window)
+    sigma = _u(n, 0.0, NEAR_CLEAN_SIGMA, gen).view(n, 1, 1, 1).to(hr)
+    near = (hr + sigma * torch.randn(hr.shape, generator=gen).to(hr)).clamp(0, 1)
+    return _pick([display_noise(hr, gen), denoise_real_batch(s, window, gen), near], DENOISE_MIX, gen)

@@ -34,7 +34,7 @@ import torch
 from models.resample import upscale
 
 from . import degrade, realistic, realistic_torch
-from .signal import PNG_TABLE, Table
+from .signal import PNG_TABLE, Table, to_display
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -221,11 +221,81 @@ TASKS["denoise_real"] = Task(
 )
 
 
+# --- noise-aware models (issue 35): one model for clean, noisy and realistic inputs ----------------------------
+
+
+def _sr_mix_eval_signal(signal: np.ndarray, table: Table, scale: int, seed: int) -> np.ndarray:
+    """Validation of sr_mix: image ``seed`` gets the clean, the realistic or the Poisson-Gaussian degradation
+    in turn (seed % 3), so best-on-validation selection weighs all three."""
+    kind = seed % 3
+    if kind == 0:
+        return degrade.bicubic_down(to_display(signal, table), scale)
+    if kind == 1:
+        return realistic.sr_real_eval_signal(signal, table, scale, seed)
+    return realistic.sr_pg_eval_signal(signal, table, scale, seed)
+
+
+DENOISE_MIX_VAL = ("gaussian", "dose250", "dose2000")  # validation of denoise_mix, image by image in turn
+
+
+def _denoise_mix_eval_signal(signal: np.ndarray, table: Table, level: Any, seed: int) -> np.ndarray:
+    kind = DENOISE_MIX_VAL[seed % 3]
+    if kind == "gaussian":
+        return _eval_noise(to_display(signal, table), 1, seed, "gaussian")
+    return realistic.denoise_real_eval_signal(signal, table, kind, seed)
+
+
+TASKS["sr_pg"] = Task(
+    train_degrade=_png_train(lambda sig, win, s, gen: realistic_torch.sr_mix_batch(sig, win, s, gen)),
+    eval_degrade=lambda img, s, seed: realistic.sr_pg_eval_signal(1.0 - img, PNG_TABLE, s, seed),
+    baseline=upscale,
+    baseline_name="bicubic",
+    description="evaluation only: antialiased bicubic sampling x{scale} of the detector signal, Poisson-Gaussian "
+    f"noise dose {realistic.SR_PG_EVAL['dose']:g} read {realistic.SR_PG_EVAL['read_sigma']} at the LR pixels, "
+    "display window (noisy but not blurred, no JPEG)",
+    signal_eval=realistic.sr_pg_eval_signal,
+)
+TASKS["sr_mix"] = Task(
+    train_degrade=_png_train(realistic_torch.sr_mix_batch),
+    eval_degrade=lambda img, s, seed: _sr_mix_eval_signal(1.0 - img, PNG_TABLE, s, seed),
+    baseline=upscale,
+    baseline_name="bicubic",
+    description="a mix per sample: 30 % clean antialiased bicubic x{scale}; 20 % Poisson-Gaussian detector noise "
+    "at the LR pixels, dose 100-20000 (log-uniform), read sigma 0-0.004; 50 % the realistic chain of sr_real "
+    "(blur, resampling, Poisson-Gaussian noise, JPEG, second order). Conditioned on the estimated noise sigma of "
+    "the LR input (models.noise). Validation: clean / realistic / Poisson-Gaussian dose 500, image by image",
+    signal_train=realistic_torch.sr_mix_batch,
+    signal_eval=_sr_mix_eval_signal,
+)
+TASKS["denoise_mix"] = Task(
+    train_degrade=_png_train(lambda sig, win, s, gen: realistic_torch.denoise_mix_batch(sig, win, gen, random_noise_tensor)),
+    eval_degrade=lambda img, s, seed: _denoise_mix_eval_signal(1.0 - img, PNG_TABLE, None, seed),
+    baseline=lambda inp, s: inp,
+    baseline_name="noisy input",
+    description="a mix per sample: 40 % display-domain Gaussian / Poisson / Rician noise (sigma 0.005-0.10, peak "
+    "30-3000, as denoise); 45 % Poisson-Gaussian detector noise in the signal domain (dose 100-20000, read 0-0.004, "
+    "as denoise_real); 15 % near-clean (Gaussian sigma 0-0.004). Clean signals varied first (blur, window, gamma; "
+    "p 0.5 each). Conditioned on the estimated noise sigma of the input (models.noise). Validation: Gaussian "
+    "sigma 0.05 / dose 250 / dose 2000, image by image, plain and varied",
+    train_target=random_site_tensor,
+    signal_train=lambda sig, win, s, gen: realistic_torch.denoise_mix_batch(sig, win, gen, random_noise_tensor),
+    signal_eval=_denoise_mix_eval_signal,
+)
+
+# Registry-name suffix -> training task suffix: "*_real" models train on "<task>_real", noise-aware "*_na" ones
+# on "<task>_mix".
+_SUFFIX_TASK = {"_real": "_real", "_na": "_mix"}
+
+
 def task_name(model: str, registry_task: str) -> str:
-    """The training/evaluation task of registry model ``model``: ``<task>_real`` for ``*_real`` models."""
-    return f"{registry_task}_real" if model.endswith("_real") else registry_task
+    """The training/evaluation task of registry model ``model``: ``<task>_real`` for ``*_real`` models,
+    ``<task>_mix`` for noise-aware ``*_na`` models, else the registry task."""
+    for suffix, task_suffix in _SUFFIX_TASK.items():
+        if model.endswith(suffix):
+            return registry_task + task_suffix
+    return registry_task
 
 
 def registry_task(task: str) -> str:
-    """The registry task a training task's models belong to (``sr_real`` -> ``sr``)."""
-    return task.removesuffix("_real")
+    """The registry task a training task's models belong to (``sr_real``, ``sr_pg``, ``sr_mix`` -> ``sr``)."""
+    return task.split("_")[0]

@@ -1,0 +1,140 @@
+"""The automatic entries ``auto_x2``, ``auto_x4`` and ``auto_denoise``: measure the input, then choose the model.
+
+Super-resolution has two families that each fail on the other's inputs (bicubic-trained networks sharpen noise;
+noise-aware ones soften clean CLAHE texture). An :class:`AutoRoute` names one of each and a
+:class:`~models.arch.probe.DegradationProbe` trained to predict, from the low-resolution input itself, the
+weight ``w`` of the noise-aware model that minimises the error (:mod:`train.probe`). With ``w`` near 0 or 1
+only one model runs; in between both run and their outputs are blended by ``w`` (twice the time, only where
+the probe is unsure). Denoising needs no probe: its noise-aware model takes the estimated level as an input.
+
+Every decision is a :class:`Decision` (what was measured, the weight, the models run), so the studio and the
+API can say what the automatic entry did (:func:`decide`). Registered in :mod:`models.zoo` like the classical
+baselines: ``fn(image, route=..., scale=...)``, so the UI, evaluation and tests share one path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+
+from .arch.probe import DegradationProbe
+from .loading import load_network
+from .noise import InputMeasurement, estimate_sigma_tensor, luma, measure_input
+from .registry import ModelSpec
+
+# Below / above these weights only one specialist runs; in between both, blended.
+BLEND_LOW, BLEND_HIGH = 0.25, 0.75
+PROBE_CROP = 96  # the probe looks at up to PROBE_CROPS crops of this side (LR px), spread over the image
+PROBE_CROPS = 9
+
+
+@dataclass(frozen=True)
+class AutoRoute:
+    """One automatic entry: ``clean`` for clean inputs, ``noisy`` (noise-aware) otherwise; ``probe``: weights file
+    of the probe deciding between them (None: always ``noisy``, e.g. denoising)."""
+
+    name: str
+    task: str
+    scale: int
+    noisy: str
+    clean: str | None = None
+    probe: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an automatic entry measured and did on one image."""
+
+    route: str
+    measurement: InputMeasurement
+    weight: float  # weight of the noise-aware model in the output, in [0, 1]
+    models: tuple[str, ...]  # the models run, in the order of their weights (clean first)
+
+    def summary(self) -> str:
+        """One line for cards, the UI and the API."""
+        if len(self.models) == 2:
+            did = f"blended {self.models[0]} and {self.models[1]} ({self.weight:.0%} {self.models[1]})"
+        else:
+            did = f"ran {self.models[0]}"
+        probe = f"; probe weight of the noise-aware model {self.weight:.2f}" if self.weight not in (0.0, 1.0) else ""
+        return f"{self.route}: {self.measurement.summary()}{probe} -> {did}"
+
+    def as_dict(self) -> dict:
+        return {"route": self.route, "measurement": self.measurement.as_dict(), "weight": self.weight,
+                "models": list(self.models), "summary": self.summary()}
+
+
+ROUTES: dict[str, AutoRoute] = {}
+
+
+def add_route(route: AutoRoute) -> AutoRoute:
+    ROUTES[route.name] = route
+    return route
+
+
+def _probe_spec(route: AutoRoute) -> ModelSpec:
+    # Not registered (it enhances nothing); loaded through the same loader seam and cache as the networks.
+    return ModelSpec(f"_probe_{route.name}", route.task, 1, 1, "degradation probe", weights=route.probe,
+                     build=DegradationProbe)
+
+
+def _crops(x: torch.Tensor, side: int, count: int) -> torch.Tensor:
+    """Up to ``count`` crops of ``side`` px on a regular grid over (1, 1, H, W) ``x`` -> (K, 1, s, s)."""
+    h, w = x.shape[-2:]
+    s = min(side, h, w)
+    k = max(1, int(round(count**0.5)))
+    ys = np.linspace(0, h - s, k).round().astype(int)
+    xs = np.linspace(0, w - s, k).round().astype(int)
+    return torch.cat([x[..., y : y + s, x0 : x0 + s] for y in sorted(set(ys)) for x0 in sorted(set(xs))])
+
+
+@torch.no_grad()
+def probe_weight(image: np.ndarray, route: AutoRoute, device: str = "cpu") -> float:
+    """The probe's weight of ``route.noisy`` for ``image`` (float32 [0, 1], (H, W) or (H, W, 3)); 1 without probe."""
+    if route.probe is None or route.clean is None:
+        return 1.0
+    y = luma(image) if image.ndim == 3 else image
+    x = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None]
+    sigma = estimate_sigma_tensor(x)  # of the whole image, as the noise-aware models are conditioned
+    crops = _crops(x, PROBE_CROP, PROBE_CROPS)
+    probe = load_network(_probe_spec(route), device)
+    logits = probe(crops.to(device), sigma.expand(crops.shape[0], 1, 1, 1).to(device))
+    return float(torch.sigmoid(logits.float().mean()))
+
+
+def decide(image: np.ndarray, name: str) -> Decision:
+    """What automatic entry ``name`` measures on ``image`` and which model(s) it runs."""
+    route = ROUTES[name]
+    m = measure_input(image)
+    w = probe_weight(image, route)
+    if route.clean is None or w >= BLEND_HIGH:
+        return Decision(name, m, 1.0 if route.clean is None else w, (route.noisy,))
+    if w <= BLEND_LOW:
+        return Decision(name, m, w, (route.clean,))
+    return Decision(name, m, w, (route.clean, route.noisy))
+
+
+def run_route(image: np.ndarray, route: str, scale: int = 1, noise_level: float | None = None) -> np.ndarray:
+    """The registry ``fn`` of an automatic entry: the decided model(s) through :func:`models.enhance`.
+
+    ``noise_level`` (sigma in [0, 1] units, None = estimated) goes to the noise-aware model only."""
+    from .enhance import enhance  # enhance -> registry; the zoo registers this function
+
+    d = decide(image, route)
+    r = ROUTES[route]
+
+    def one(name: str) -> np.ndarray:
+        return enhance(image, name, noise_level=noise_level if name == r.noisy else None)
+
+    if len(d.models) == 1:
+        return one(d.models[0])
+    clean, noisy = (one(m) for m in d.models)
+    return (clean + np.float32(d.weight) * (noisy - clean)).astype(np.float32)
+
+
+def route_fn(name: str) -> partial:
+    """``fn`` for the registry entry of route ``name``."""
+    return partial(run_route, route=name)

@@ -1,0 +1,153 @@
+"""Input measurement (models.noise), noise-aware networks, the mixed training tasks and the automatic entries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+from skimage import data as skdata
+
+from conftest import smooth_test_image
+from models import auto, noise
+from models.arch.noise_aware import NoiseAwareAutoencoder, NoiseAwareEDSR, NoiseAwareSRResNet, expand_input_channels
+from models.arch.edsr import EDSR
+from models.arch.probe import DegradationProbe
+from train import realistic_torch as RT
+from train.probe import blend_log_error, choose
+from train.tasks import TASKS, registry_task, task_name
+
+CAMERA = skdata.camera().astype(np.float32) / 255.0
+
+
+@pytest.mark.parametrize("sigma", [0.005, 0.02, 0.05, 0.1])
+def test_noise_estimate_recovers_white_gaussian_noise_on_a_photograph(sigma):
+    rng = np.random.default_rng(0)
+    noisy = np.clip(CAMERA * 0.8 + 0.1 + rng.normal(0, sigma, CAMERA.shape), 0, 1).astype(np.float32)
+    est = noise.estimate_sigma(noisy)
+    # The photograph's own texture adds ~0.006 in quadrature; the estimate must be within 15 % of the truth.
+    assert abs(est - np.hypot(sigma, 0.005)) < 0.15 * sigma + 0.002, est
+
+
+def test_batch_estimate_matches_the_image_estimate_and_is_continuous_on_8_bit_images():
+    rng = np.random.default_rng(1)
+    imgs = [np.clip(0.5 + rng.normal(0, s, (96, 96)), 0, 1).astype(np.float32) for s in (0.01, 0.03)]
+    batch = torch.from_numpy(np.stack(imgs))[:, None]
+    est = noise.estimate_sigma_tensor(batch).flatten().tolist()
+    assert est == pytest.approx([noise.estimate_sigma(i) for i in imgs], rel=1e-5)
+    # 8-bit quantised inputs: levels 1/255 apart still give distinct, ordered estimates (no 0.003 steps).
+    q = [np.round(np.clip(0.5 + rng.normal(0, s, (128, 128)), 0, 1) * 255) / 255 for s in (0.010, 0.011, 0.012)]
+    e = [noise.estimate_sigma(x.astype(np.float32)) for x in q]
+    assert e[0] < e[1] < e[2]
+
+
+def test_jpeg_and_smoothness_measurements():
+    import io
+
+    buf = io.BytesIO()
+    PILImage.fromarray((CAMERA * 255).astype(np.uint8)).save(buf, "JPEG", quality=30)
+    jpeg = np.asarray(PILImage.open(buf), np.float32) / 255
+    assert noise.measure_input(jpeg).looks_jpeg and not noise.measure_input(CAMERA).looks_jpeg
+    from scipy import ndimage
+
+    blurred = ndimage.gaussian_filter(CAMERA, 2.0).astype(np.float32)
+    assert noise.smoothness(blurred) < noise.SMOOTHED < noise.smoothness(CAMERA)
+    m = noise.measure_input(CAMERA, stored_per_unit=4095)
+    assert m.sigma_stored == pytest.approx(m.sigma * 4095) and "σ ≈" in m.summary()
+    colour = np.stack([CAMERA] * 3, -1)
+    assert noise.measure_input(colour).sigma == pytest.approx(m.sigma, rel=1e-4)
+
+
+def test_range_warning_only_far_above_the_training_range():
+    assert noise.range_warning("edsr_x2", (0.004, 0.013), 0.02) is None
+    w = noise.range_warning("edsr_x2", (0.004, 0.013), 0.05)
+    assert w and "edsr_x2" in w and "0.050" in w
+    assert noise.range_warning("bicubic_x2", None, 0.5) is None
+
+
+@pytest.mark.parametrize("cls,kw", [(NoiseAwareEDSR, {"scale": 2}), (NoiseAwareSRResNet, {"scale": 4}),
+                                    (NoiseAwareAutoencoder, {"width": 8, "levels": 2})])
+def test_noise_aware_network_uses_the_given_level_and_defaults_to_the_estimate(cls, kw):
+    torch.manual_seed(0)
+    m = cls(**kw).eval()
+    for p in m.parameters():  # non-trivial weights, so the level plane reaches the output
+        p.data.normal_(0, 0.1)
+    x = torch.rand(1, 1, 24, 24)
+    with torch.no_grad():
+        own = m(x)
+        same = m(x, stats=m.image_stats(x))
+        other = m(x, stats=torch.full((1, 1, 1, 1), 0.2))
+    assert torch.equal(own, same) and not torch.allclose(own, other)
+    assert own.shape == (1, 1, 24 * m.scale, 24 * m.scale)
+
+
+def test_plain_weights_start_the_noise_aware_twin_as_the_same_function():
+    torch.manual_seed(0)
+    base, twin = EDSR(scale=2).eval(), NoiseAwareEDSR(scale=2).eval()
+    for p in base.parameters():
+        p.data.normal_(0, 0.05)
+    twin.load_state_dict(expand_input_channels(base.state_dict(), twin.state_dict()))
+    x = torch.rand(2, 1, 20, 18)
+    with torch.no_grad():
+        assert torch.allclose(base(x), twin(x), atol=1e-6)
+
+
+def test_mixed_sr_batch_has_each_kind_in_its_share_and_is_seeded():
+    torch.manual_seed(0)
+    s = torch.rand(1, 1, 32, 32).expand(400, 1, 32, 32).contiguous() * 0.5 + 0.25
+    win = torch.tensor([[0.0, 1.0]]).expand(400, 2)
+    a = RT.sr_mix_batch(s, win, 2, torch.Generator().manual_seed(0))
+    b = RT.sr_mix_batch(s, win, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == (400, 1, 16, 16)
+    from models.resample import downscale_tensor
+
+    clean = downscale_tensor(1.0 - s, 2)  # PNG window [0, 1]: display = 1 - s
+    is_clean = (a - clean).abs().flatten(1).amax(1) < 1e-6
+    assert 0.22 < is_clean.float().mean() < 0.38  # SR_MIX["clean"] = 0.3
+
+
+def test_mixed_tasks_map_to_their_registry_tasks_and_validate_every_kind():
+    assert task_name("edsr_x2_na", "sr") == "sr_mix" and task_name("edsr_x2_real", "sr") == "sr_real"
+    assert task_name("dae_na", "denoise") == "denoise_mix" and task_name("edsr_x2", "sr") == "sr"
+    assert {registry_task(t) for t in ("sr_mix", "sr_pg", "sr_real")} == {"sr"}
+    img = smooth_test_image(64, 64)
+    lrs = [TASKS["sr_mix"].eval_degrade(img, 2, seed) for seed in range(3)]
+    assert all(x.shape == (32, 32) for x in lrs) and len({x.tobytes() for x in lrs}) == 3
+    assert np.array_equal(TASKS["sr_pg"].eval_degrade(img, 2, 5), TASKS["sr_pg"].eval_degrade(img, 2, 5))
+    outs = [TASKS["denoise_mix"].eval_degrade(img, 1, seed) for seed in range(3)]
+    assert all(o.shape == img.shape for o in outs)
+
+
+def test_blend_objective_is_the_log_error_of_the_blended_output():
+    rng = np.random.default_rng(0)
+    t, a, b = (torch.from_numpy(rng.random((4, 1, 8, 8))) for _ in range(3))
+    abc = torch.stack([(a - t).pow(2).mean((1, 2, 3)), ((a - t) * (a - b)).mean((1, 2, 3)),
+                       (a - b).pow(2).mean((1, 2, 3))], 1)
+    w = torch.tensor([0.0, 0.3, 0.7, 1.0])
+    direct = torch.log10((a + w.view(4, 1, 1, 1) * (b - a) - t).pow(2).mean((1, 2, 3))).mean()
+    assert float(blend_log_error(w, abc)) == pytest.approx(float(direct), rel=1e-9)
+    assert [choose(x) for x in (0.1, 0.5, 0.9)] == ["clean", "blend", "noisy"]
+
+
+def test_automatic_entry_runs_one_model_when_sure_and_blends_when_unsure(monkeypatch):
+    from models import enhance
+
+    route = auto.add_route(auto.AutoRoute("_auto_test_x2", "sr", 2, noisy="edsr_x2_real", clean="edsr_x2",
+                                          probe="unused.safetensors"))
+    img = smooth_test_image(32, 36)
+    a, b = enhance(img, "edsr_x2"), enhance(img, "edsr_x2_real")
+    for w, expect in ((0.1, a), (0.9, b), (0.5, a + np.float32(0.5) * (b - a))):
+        monkeypatch.setattr(auto, "probe_weight", lambda image, r, device="cpu", w=w: w)
+        d = auto.decide(img, route.name)
+        assert d.models == ((route.clean,) if w < 0.25 else (route.noisy,) if w > 0.75 else (route.clean, route.noisy))
+        out = auto.run_route(img, route.name, scale=2)
+        assert np.allclose(out, expect, atol=1e-6)
+        assert route.name in d.summary() and "σ" in d.summary()
+    auto.ROUTES.pop(route.name)
+
+
+def test_probe_gives_one_logit_per_image_of_any_size():
+    p = DegradationProbe().eval()
+    with torch.no_grad():
+        assert p(torch.rand(3, 1, 40, 52)).shape == (3, 1)
+        assert p(torch.rand(1, 1, 9, 9)).shape == (1, 1)

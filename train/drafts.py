@@ -1,0 +1,30 @@
+"""Networks being trained before their registry entry exists (``python -m train fit --model NAME``).
+
+A model is registered in :mod:`models.zoo` only once its weights are trained, measured and committed (the
+registry-parametrised tests require weights and a card). Until then its architecture is described here, so
+``fit`` can train it; move the entry to the zoo when its weights ship.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from models import ModelSpec
+from models.arch.compact import CompactSR
+from models.arch.noise_aware import NoiseAwareAutoencoder, NoiseAwareEDSR, NoiseAwareSRResNet
+
+DRAFTS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("compact_x4_real", "sr", 4, 1, "draft", fails="draft", weights="compact_x4_real.safetensors",
+                  build=partial(CompactSR, scale=4, feats=32, convs=14)),
+        ModelSpec("compact_x2_real", "sr", 2, 1, "draft", fails="draft", weights="compact_x2_real.safetensors",
+                  build=partial(CompactSR, scale=2, feats=48, convs=12)),
+        ModelSpec("edsr_x2_na", "sr", 2, 1, "draft", fails="draft", weights="edsr_x2_na.safetensors",
+                  build=partial(NoiseAwareEDSR, scale=2)),
+        ModelSpec("srresnet_x4_na", "sr", 4, 1, "draft", fails="draft", weights="srresnet_x4_na.safetensors",
+                  build=partial(NoiseAwareSRResNet, scale=4)),
+        ModelSpec("dae_na", "denoise", 1, 1, "draft", fails="draft", weights="dae_na.safetensors",
+                  build=partial(NoiseAwareAutoencoder, in_channels=1, width=32, levels=3)),
+    )
+}

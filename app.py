@@ -12,6 +12,11 @@ Environment:
     MEDENHANCE_GPU_DURATION                    ZeroGPU seconds reserved per model call (default 120)
     STUDIO_DATA_DIR                            persistent data folder; default /data/medenhance when /data
                                                (Spaces persistent storage) exists and is writable
+    MEDENHANCE_MODELS_DIR                      folder of your own model files (spandrel weights, ONNX), read at
+                                               start-up and on the admin tab's "Reload models"; default
+                                               /data/medenhance/user-models on a Space, else ./user-models
+    MEDENHANCE_MAX_MODEL_SIZE                  largest model file accepted (default "512mb")
+    MEDENHANCE_SPANDREL_EXTRA                  1: also spandrel_extra_arches' architectures (non-commercial)
 
 Hugging Face Spaces: with ZeroGPU hardware the ``spaces`` package is present;
 it is imported here before torch (the ZeroGPU docs advise importing it first)
@@ -84,11 +89,27 @@ def check_weights() -> None:
                          "'python -m models.checksums --write'.")
 
 
+def load_user_models() -> None:
+    """Register the model files of the user models folder (:mod:`models.plugins`); never stops start-up.
+
+    Logs one line per model registered and one per file refused (the Study admin tab lists them too).
+    """
+    from models.plugins import load_user_models as load
+
+    log = logging.getLogger("medenhance.startup")
+    report = load()
+    log.info("user models folder %s: %d model(s) registered%s", report.folder, len(report.loaded),
+             f" ({', '.join(report.loaded)})" if report.loaded else "")
+    for p in report.problems:
+        log.warning("user model %s refused: %s", p.file, p.message)
+
+
 def main() -> None:
     """Check the weights, build, configure the queue and launch; blocks until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup probes are noise
     check_weights()
+    load_user_models()
     if _data_dir:
         Path(_data_dir).mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env()

@@ -15,6 +15,12 @@ within 50 dB of fp32). Writes CSV + markdown into ``--out``.
     python -m bench --models vdsr_x2,srcnn_x2 --sizes 512 --repeats 5
     python -m bench --models dncnn --sizes 512 --plans fp32,torch,ort,auto
     python -m bench --memory-test         # x4 SR of 2048x2048 (8192x8192 output), peak RSS
+    python -m bench --models-dir user-models --models my_esrgan,rrdbnet_x4 --sizes 512
+
+User model files (``--models-dir``, default ``$MEDENHANCE_MODELS_DIR`` or ``./user-models``;
+:mod:`models.plugins`) are registered first and timed through the same ``models.enhance``,
+tiling and plans as ours. An imported ONNX graph runs in ONNX Runtime itself, so its FLOPs
+(and efficiency) read 0: no PyTorch layers to count.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import torch
 from models import enhance, get_spec, list_models
 from models.device import default_device, pick_plan
 from models.loading import load_network
+from models.user_nets import param_count
 
 from .flops import flops_per_output_pixel, matmul_peak
 from .memory import peak_rss
@@ -52,7 +59,7 @@ def time_enhance(image: np.ndarray, name: str, repeats: int) -> list[float]:
 def bench_model(name: str, sizes: list[int], repeats: int, peaks: dict[str, float], device: str) -> list[dict]:
     spec = get_spec(name)
     module = load_network(spec, device)
-    params = sum(p.numel() for p in module.parameters())
+    params = param_count(module)  # an imported ONNX graph's weights are not torch parameters
     flops_px = flops_per_output_pixel(spec.build().eval(), module.in_channels, spec.scale)
     plan = pick_plan(name, module, device)
     peak = peaks["bf16" if plan.dtype == torch.bfloat16 else "fp16" if plan.dtype == torch.float16 else "fp32"]
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default="results/bench")
     p.add_argument("--memory-test", action="store_true")
+    p.add_argument("--models-dir", default=None,
+                   help="folder of user model files to register and time (default: $MEDENHANCE_MODELS_DIR, else ./user-models)")
     args = p.parse_args(argv)
     modes = args.plans.split(",")
     if set(modes) - {"fp32", "auto", "torch", "ort"}:
@@ -117,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         memory_test()
         return 0
 
+    from models.plugins import load_user_models
+
+    for prob in load_user_models(args.models_dir).problems:
+        print(f"note: user model {prob.file} not registered: {prob.message}", flush=True)
     device = default_device()
     names = [n for n in args.models.split(",") if n] or [s.name for s in list_models() if s.kind == "network"]
     peaks = {"fp32": matmul_peak(torch.float32, device=device), "bf16": matmul_peak(torch.bfloat16, device=device)}

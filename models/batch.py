@@ -4,7 +4,10 @@ Usage::
 
     python -m models.batch IN_DIR OUT_DIR --model NAME [--format png|tiff|dcm]
                            [--window W] [--frame N] [--resume] [--device D] [--tile T]
-                           [--no-deid] [--deid-key-file FILE]
+                           [--no-deid] [--deid-key-file FILE] [--models-dir DIR]
+
+``--model`` is a registered model: one of :mod:`models.zoo`, or a user model file of the models
+folder (``--models-dir``, default ``MEDENHANCE_MODELS_DIR`` or ``./user-models``; :mod:`models.plugins`).
 
 Every file under ``IN_DIR`` (recursively; hidden files and folders skipped)
 is read with :func:`models.read_image` (DICOM with or without extension, PNG,
@@ -310,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dcm only: file with the secret de-identification key (else $MEDENHANCE_DEID_KEY, "
                         "else a random key per run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="folder of user model files (default: $MEDENHANCE_MODELS_DIR, else ./user-models)")
     return p
 
 
@@ -349,6 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.in_dir.is_dir():
         parser.error(f"input folder not found: {args.in_dir}")
+    from .plugins import load_user_models
+
+    report = load_user_models(args.models_dir)
+    for prob in report.problems:
+        print(f"note: user model {prob.file} not registered: {prob.message}", file=sys.stderr)
     problem = _check_model(args.model)
     if problem:
         parser.error(problem)

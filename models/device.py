@@ -144,6 +144,13 @@ def candidates(device: str) -> list[ExecPlan]:
     return plans + ort_plans
 
 
+def forget_plans(name: str) -> None:
+    """Drop the cached plans of model ``name`` on every device (a user model reloaded from another file)."""
+    with _lock:
+        for key in [k for k in _plans if k[0] == name]:
+            del _plans[key]
+
+
 @torch.no_grad()
 def pick_plan(name: str, module: torch.nn.Module, device: str) -> ExecPlan:
     """The fastest plan whose output stays within ``FIDELITY_MIN_PSNR_DB`` of fp32 (cached).
@@ -159,7 +166,12 @@ def pick_plan(name: str, module: torch.nn.Module, device: str) -> ExecPlan:
         kw = {"stats": module.image_stats(x)} if getattr(module, "global_stats", False) else {}
         best: ExecPlan | None = None
         ref = None
-        for plan in candidates(device):
+        # A module that runs its own runtime (an imported ONNX graph, models.user_nets.OnnxNet):
+        # autocast and memory layout do not reach it, so only the reference plan is timed.
+        plans = [ExecPlan()] if getattr(module, "runs_itself", False) else candidates(device)
+        if plans == [ExecPlan()]:  # the reference alone (also MEDENHANCE_PLAN=fp32): nothing to compare or time
+            plans = []
+        for plan in plans:
             # No export (ORT absent, export failed, or forward takes keywords a graph cannot serve): not a candidate.
             if plan.backend == "onnxruntime" and not onnx_backend.usable(module):
                 continue

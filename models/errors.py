@@ -59,6 +59,12 @@ class WeightsError(MedEnhanceError):
     """A weights file is missing, unreadable or does not match its checksum."""
 
 
+class PluginError(MedEnhanceError):
+    """A user's model file (the models folder, :mod:`models.plugins`) or a results folder from another
+    tool cannot be used: unknown architecture, code-running pickle, truncated or too large file,
+    output of the wrong shape, a bad sidecar, a name already taken, ..."""
+
+
 class DeidentificationError(MedEnhanceError):
     """A DICOM header could not be de-identified (so it must not be stored or exported)."""
 

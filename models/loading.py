@@ -1,5 +1,10 @@
 """Weights I/O: safetensors only (never pickle), with the model card in the metadata.
 
+The one loader seam of every network: :func:`load_network` builds the zoo's modules and loads
+their safetensors here, and asks a user model's spec (:mod:`models.plugins`) to build itself from
+its file (spandrel weights through ``torch.load(weights_only=True)`` or safetensors, or an ONNX
+graph), checked against the SHA-256 it was registered with.
+
 A weights file holds the state dict plus string metadata (safetensors allows
 only ``dict[str, str]``): each value is JSON-encoded, so numbers and nested
 dicts (config, scores) round-trip. The studio shows this metadata as the card.
@@ -27,7 +32,9 @@ _CACHE: dict[tuple[str, str], torch.nn.Module] = {}
 
 
 def weights_path(spec: ModelSpec) -> Path:
-    """Absolute path of a network's weights file (it may not exist yet)."""
+    """Absolute path of a network's weights file (it may not exist yet); a user model's own file."""
+    if spec.source == "user" and spec.path:
+        return Path(spec.path)
     if spec.weights is None:
         raise WeightsError(f"model {spec.name!r} has no weights file")
     return WEIGHTS_DIR / spec.weights
@@ -94,11 +101,26 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
+def forget(name: str) -> None:
+    """Forget the loaded modules of one model, on every device (a user model reloaded or removed)."""
+    with _lock:
+        for key in [k for k in _CACHE if k[0] == name]:
+            del _CACHE[key]
+
+
 def _build_and_load(spec: ModelSpec, device: str) -> torch.nn.Module:
     name = spec.name
     path = weights_path(spec)
     if not path.is_file():
         raise WeightsError(f"weights file for {name!r} is missing: {path}")
+    if spec.source == "user":
+        # The spec's build reads the file, checks its registered SHA-256 and returns the network
+        # with its weights (models.plugins); a file that changed or broke is a WeightsError here.
+        try:
+            module = spec.build()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise WeightsError(f"model file of {name!r} is unusable: {e}") from e
+        return module.eval().requires_grad_(False).to(device)
     try:
         state = load_file(str(path), device="cpu")
         module = spec.build()

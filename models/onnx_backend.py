@@ -15,6 +15,12 @@ module when the caller does not pass them, exactly as ``forward`` does.
 The graph is a snapshot of the weights at export: weights loaded into the
 same module object later need :func:`clear` (a reloaded module, e.g. after
 ``models.loading.clear_cache()``, gets its own export).
+
+User models (:mod:`models.user_nets`): a module with ``onnx_export = False`` (an imported ONNX
+graph already run by ONNX Runtime, or a spandrel network that pads by its input size) is never
+exported; one with ``onnx_verify = True`` is exported, then trusted only if the session agrees
+with ``forward`` on an odd-sized input (:data:`VERIFY_SHAPE`), so a graph whose sizes the tracer
+froze never serves a tile.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import importlib
 import inspect
 import io
 import logging
+import math
 import threading
 import warnings
 import weakref
@@ -34,6 +41,8 @@ import torch
 log = logging.getLogger(__name__)
 
 OPSET = 17  # supported by onnx >= 1.12 and onnxruntime >= 1.11
+VERIFY_SHAPE = (37, 45)  # (h, w) of the check of onnx_verify modules: odd, unlike the 32 x 32 export
+VERIFY_MIN_PSNR_DB = 50.0
 
 _sessions: "weakref.WeakKeyDictionary[torch.nn.Module, Any]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
@@ -58,8 +67,23 @@ def supports(module: torch.nn.Module) -> bool:
     (stats become a graph input). Any other keyword would be frozen into the graph at
     export time, so such networks get no ONNX candidate.
     """
+    if getattr(module, "onnx_export", True) is False:  # an imported graph, or a network that pads by size
+        return False
     params = list(inspect.signature(module.forward).parameters)[1:]
     return params == [] or (params == ["stats"] and getattr(module, "global_stats", False))
+
+
+def _agrees(module: torch.nn.Module, sess: Any) -> bool:
+    """Whether ``sess`` matches ``module.forward`` on a :data:`VERIFY_SHAPE` input (PSNR >= 50 dB, same shape)."""
+    h, w = VERIFY_SHAPE
+    x = torch.rand(1, module.in_channels, h, w, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = module(x).float().clamp(0, 1)
+    y = torch.from_numpy(sess.run(["y"], {"x": x.numpy()})[0]).clamp(0, 1)
+    if y.shape != ref.shape:
+        return False
+    mse = float(torch.mean((y - ref) ** 2))
+    return mse == 0 or 10 * math.log10(1.0 / mse) >= VERIFY_MIN_PSNR_DB
 
 
 def export(module: torch.nn.Module) -> bytes:
@@ -97,7 +121,12 @@ def _session(module: torch.nn.Module) -> Any:
                 opts.inter_op_num_threads = 1
                 opts.log_severity_level = 3  # errors only
                 sess = ort.InferenceSession(export(module), opts, providers=["CPUExecutionProvider"])
+                if getattr(module, "onnx_verify", False) and not _agrees(module, sess):
+                    log.warning("ONNX export of %s disagrees with PyTorch on a %d x %d input, staying on PyTorch",
+                                type(module).__name__, VERIFY_SHAPE[1], VERIFY_SHAPE[0])
+                    sess = None
             except Exception as e:  # noqa: BLE001 - any exporter/runtime failure: no ONNX candidate
+                sess = None  # also when the export ran but its check did not
                 log.warning("ONNX export of %s failed, staying on PyTorch: %s: %s",
                             type(module).__name__, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         _sessions[module] = sess

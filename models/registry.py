@@ -36,6 +36,12 @@ class ModelSpec:
         fn: ``fn(image, **options) -> image`` for classical baselines; image is
             float32 in [0, 1] of shape (H, W) or (H, W, 3).
         options: documented defaults of the options ``fn`` accepts.
+        source: ``"zoo"`` for the models registered in :mod:`models.zoo`, ``"user"`` for a file of
+            the user models folder (:mod:`models.plugins`); ``build`` then loads that file.
+        sha256: user models: hex SHA-256 of the file, the model's identity (cards, studies, DICOM).
+        path: user models: absolute path of the file.
+        info: user models: what the file and its sidecar say (architecture, parameters,
+            licence, source, trained on, format); shown on the card, escaped.
     """
 
     name: str
@@ -48,6 +54,10 @@ class ModelSpec:
     fn: Callable[..., np.ndarray] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     fails: str = ""
+    source: str = "zoo"
+    sha256: str | None = None
+    path: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -70,6 +80,11 @@ def register(spec: ModelSpec) -> ModelSpec:
         raise ValueError(f"model {spec.name!r}: scale must be >= 1")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister(name: str) -> ModelSpec | None:
+    """Remove ``name`` from the registry (user models on a reload); returns its spec, None if absent."""
+    return _REGISTRY.pop(name, None)
 
 
 def list_models(task: str | None = None, scale: int | None = None) -> list[ModelSpec]:

@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", default="results", help="folder for the CSV, markdown table and error maps")
     e.add_argument("--ensemble", action="store_true",
                    help="also score each network with the x8 geometric self-ensemble (rows named <model>+x8; 8x slower)")
-    e.add_argument("--write-cards", action="store_true", help="store the scores in each network's weights metadata")
+    e.add_argument("--write-cards", action="store_true",
+                   help="store the scores in each network's weights metadata (user models: NAME.scores.json beside the file)")
+    e.add_argument("--models-dir", default=None,
+                   help="folder of user model files to register first (default: $MEDENHANCE_MODELS_DIR, else ./user-models)")
     e.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -54,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
         fit(config_from_args(args))
         return 0
-    from .evaluate import evaluate
+    from .evaluate import evaluate, register_user_models
 
+    register_user_models(args.models_dir)
     noise = args.noise or ("dose250" if args.task == "denoise_real" else "gaussian")
 
     if args.threads:

@@ -6,6 +6,11 @@ always present: bicubic and lanczos for SR; the degraded input and every
 classical method of the task for denoising and enhancement. Absolute-error
 maps of the first images are written next to the table so a reader can check
 that no output carries structures absent from the input.
+
+User model files (:mod:`models.plugins`) are scored like ours once registered
+(:func:`register_user_models`, the CLI's ``--models-dir``); ``write_cards``
+keeps their scores in ``NAME.scores.json`` beside the file, tied to its SHA-256,
+instead of touching the file.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from tqdm import tqdm
 from models import enhance, get_spec, list_models
 from models.io.export import save_png
 from models.loading import load_network, update_metadata, weights_path
+from models.plugins import load_user_models, write_scores
+from models.user_nets import param_count as _user_params
 from models.resample import bicubic_resize_tensor, to_numpy, to_tensor
 
 from . import metrics
@@ -43,10 +50,21 @@ def base_name(row: str) -> str:
 
 
 def param_count(name: str) -> int:
-    """Trainable parameters of a network (0 for classical baselines and the input row)."""
+    """Trainable parameters of a network (0 for classical baselines and the input row; an ONNX graph's weights)."""
     if name == INPUT_ROW or get_spec(base_name(name)).kind != "network":
         return 0
-    return sum(p.numel() for p in load_network(get_spec(base_name(name)), "cpu").parameters())
+    return _user_params(load_network(get_spec(base_name(name)), "cpu"))
+
+
+def register_user_models(folder: str | Path | None = None) -> list[str]:
+    """Register the user model files of ``folder`` (default ``MEDENHANCE_MODELS_DIR``, else ``./user-models``).
+
+    Returns the names registered; files that cannot be used are printed (they are not fatal).
+    """
+    report = load_user_models(folder)
+    for p in report.problems:
+        print(f"note: user model {p.file} not registered: {p.message}")
+    return report.loaded
 
 
 def external_split(data: str | Path) -> dict[str, Any]:
@@ -256,7 +274,7 @@ def evaluate(
         for r in rows:
             # Cards describe the weights as the studio runs them: one pass, so no "+x8" rows.
             if r["kind"] == "network" and r["model"] == base_name(r["model"]):
-                update_metadata(weights_path(get_spec(r["model"])), {f"{subset}_{tag}": {
+                entry = {
                     **{k: v for k, v in r.items() if k not in ("model", "kind", "params")},
                     "baseline": {"model": ref_name, "psnr": mean[ref_name]["psnr"], "ssim": mean[ref_name]["ssim"]},
                     "command": f"python -m train eval --task {task} --models {r['model']}"
@@ -264,7 +282,12 @@ def evaluate(
                     + (" --colour" if colour else "")
                     + (f" --subset external --data {data}" if subset == "external" else "")
                     + (f" --max-side {max_side}" if max_side else ""),
-                }})
+                }
+                spec = get_spec(r["model"])
+                if spec.source == "user":  # never rewrite a user's file: scores go beside it, tied to its SHA-256
+                    write_scores(spec.name, f"{subset}_{tag}", entry)
+                else:
+                    update_metadata(weights_path(spec), {f"{subset}_{tag}": entry})
     return rows
 
 

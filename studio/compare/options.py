@@ -100,7 +100,8 @@ def model_choices(group: str | None) -> list[tuple[str, str]]:
     for s in sorted(list_models(scale=scale), key=lambda s: s.kind != "network"):
         if s.kind == "network":
             ready = handlers.options._weights_ready(s.name)
-            label = f"{s.name} ({_kind_text(s)}, network{'' if ready else ', weights missing'})"
+            kind = "your model" if s.source == "user" else "network"
+            label = f"{s.name} ({_kind_text(s)}, {kind}{'' if ready else ', weights missing'})"
         else:
             label = f"{s.name} ({_kind_text(s)}, classical)"
         out.append((label, s.name))

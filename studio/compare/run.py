@@ -77,8 +77,9 @@ class Run:
 
     Arrays are float32 in [0, 1]: ``input`` (h, w[, 3]) is what the models saw (the degraded
     image in simulate mode); ``reference`` and every ``outputs`` entry are (h*scale, w*scale[, 3]).
-    ``outputs`` maps a row label (the baseline first, then models in the order chosen) to its result;
-    ``errors`` the same labels to |result - reference| (h*scale, w*scale) float32.
+    ``outputs`` maps a row label (the baseline first, then models in the order chosen, then results
+    added from another tool, kind ``"imported"``) to its result; ``errors`` the same labels to
+    |result - reference| (h*scale, w*scale) float32.
     """
 
     run_id: str
@@ -180,6 +181,7 @@ def run_comparison(
     degradation: Degradation | None = None,
     seed: int = 0,
     progress: Callable[[float, str], Any] | None = None,
+    imported: dict[str, np.ndarray] | None = None,
 ) -> Run:
     """Run the baseline and ``models`` on one image and score them (arrays in, :class:`Run` out).
 
@@ -192,6 +194,9 @@ def run_comparison(
         degradation: simulate mode: what turns ``image`` into the model input.
         seed: simulate mode: seed of the degradation's noise.
         progress: called as ``progress(fraction, text)`` before each step.
+        imported: results made by another tool, method label -> float32 [0, 1] image of the output
+            size (H*scale, W*scale[, 3]) (see :func:`studio.compare.imported.read_imported`); scored
+            against the same reference and shown in the same views, kind ``"imported"``.
     Returns:
         The :class:`Run`; networks without weights are listed with a note instead of a result.
     Raises:
@@ -218,6 +223,13 @@ def run_comparison(
         run.reference = reference
 
     runnable = []
+    imported = dict(imported or {})
+    for label, out in imported.items():
+        if out.shape[:2] != run.out_shape:
+            h, w = run.out_shape
+            raise gr.Error(f"The result '{label}' is {out.shape[1]} × {out.shape[0]} px, but this comparison's "
+                           f"results are {w} × {h} px (the model input × {scale}). Upload results of this input "
+                           "at the output size.", title="Result of the wrong size", print_exception=False)
     for name in models:
         card = model_card(name)
         run.kinds[name] = card["kind"]
@@ -225,7 +237,7 @@ def run_comparison(
             run.notes[name] = "weights missing: not run"
         else:
             runnable.append(name)
-    if not runnable:
+    if not runnable and not imported:
         raise gr.Error(f"None of the chosen models can run yet (weights missing: {', '.join(models)}). "
                        "Choose a classical model or a network with trained weights.", title="Weights missing",
                        print_exception=False)
@@ -255,6 +267,10 @@ def run_comparison(
                 run.notes[name] = f"weights error: {handlers.errors._scrub(str(e), None)}"
         if out is not None:
             run.outputs[name], run.seconds[name] = out, seconds
+    for label, out in imported.items():  # another tool's results: no time, scored like every row
+        run.kinds[label] = "imported"
+        run.outputs[label] = out
+        run.notes[label] = "result uploaded from another tool"
     if len(run.outputs) == 1:  # only the baseline: every chosen model failed to load
         raise gr.Error("None of the chosen models could run: " + "; ".join(f"{n}: {m}" for n, m in run.notes.items()),
                        title="Model not available", print_exception=False)

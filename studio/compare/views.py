@@ -44,6 +44,8 @@ def _caption(run: Run, label: str) -> str:
     s = run.scores.get(label, {})
     if "psnr" in s:
         return f"{label}: {s['psnr']:.2f} dB, SSIM {s['ssim']:.4f}"
+    if run.kinds.get(label) == "imported":  # another tool's result: no time measured here
+        return f"{label} (imported)"
     return f"{label}: {render.format_duration(run.seconds.get(label, 0.0))}"
 
 

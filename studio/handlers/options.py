@@ -120,7 +120,8 @@ def model_choices(task_label: str) -> list[tuple[str, str]]:
     out = []
     for s in sorted(specs, key=lambda s: s.kind != "network"):  # stable: registry order within a kind
         if s.kind == "network":
-            label = f"{s.name} (network)" if _weights_ready(s.name) else f"{s.name} (network, weights missing)"
+            kind = "your model" if s.source == "user" else "network"  # a file of the user models folder
+            label = f"{s.name} ({kind})" if _weights_ready(s.name) else f"{s.name} ({kind}, weights missing)"
         else:
             label = f"{s.name} (classical)"
         out.append((label, s.name))

@@ -51,7 +51,7 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
     """Lay out the Compare tab inside the current ``gr.Tab`` and wire its events.
 
     Registers the named API endpoint ``/compare``:
-    (file, frame, window, models, mode, reference, degradation, seed)
+    (file, frame, window, models, mode, reference, degradation, seed, results)
     -> (results gallery, error-map gallery, metrics table, markdown report, ZIP path).
     """
     run_id = gr.State(None)  # server-side only: the id of the last comparison of this browser session
@@ -94,6 +94,10 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Noise seed", scale=1)
             reference = gr.File(label="Reference: ground truth at the output size", file_count="single",
                                 type="filepath", file_types=None, visible=False)
+            # Another tool's results of this input, scored and shown beside the models (studio.compare.imported).
+            imported = gr.File(label="Add results from another tool (optional): one file per method, named after it, "
+                                     "at the output size", file_count="multiple", type="filepath", file_types=None,
+                               elem_id="compare-imported")
             run = gr.Button("Compare", variant="primary", elem_id="compare-run")
             report = gr.Markdown(label="Report", elem_id="compare-report")
     # Full width: up to 11 columns (scores, data range, border crop, time, note).
@@ -132,12 +136,13 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
 
     # --- handlers (thin: argument plumbing between components and studio.compare) ---------------
     def compare_models(file: Any, frame: Any, window: Any, models: Any, mode: Any, reference: Any = None,
-                       degradation: Any = None, seed: Any = 0, progress: gr.Progress = gr.Progress()):
-        """Compare models on one image: (file, frame, window, models, mode, reference, degradation, seed)
+                       degradation: Any = None, seed: Any = 0, results: Any = None,
+                       progress: gr.Progress = gr.Progress()):
+        """Compare models on one image: (file, frame, window, models, mode, reference, degradation, seed, results)
         -> (results gallery, error-map gallery, metrics table, markdown report, ZIP path)."""
         # Parameter names are the API's keyword names (client.predict(file=..., models=[...], ...));
-        # the None default makes `reference` optional for API clients.
-        return compare.compare_file(file, frame, window, models, mode, reference, degradation, seed,
+        # the None default makes `reference` (and `results`, another tool's outputs) optional for API clients.
+        return compare.compare_file(file, frame, window, models, mode, reference, degradation, seed, results,
                                     progress=lambda f, text: progress(f, desc=text),
                                     preview_max_side=grid_side, result_ttl_s=settings.result_ttl_s)
 
@@ -187,11 +192,12 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
     group.change(_models_for_group, group, [models, degradation], **private)
     mode.change(_mode_visibility, mode, [degradation, seed, reference], **private)
 
-    run.click(compare_models, [file, frame, window, models, mode, reference, degradation, seed],
+    run.click(compare_models, [file, frame, window, models, mode, reference, degradation, seed, imported],
               [results, errors, table, report, download, run_id], api_name="compare",
               api_description="Compare models on one image: (file, frame, window, models [names of one output "
               "scale], mode ['simulate' | 'reference' | 'none'], reference [ground-truth file, reference mode], "
-              "degradation [key, simulate mode], seed) -> (results gallery, error-map gallery, metrics table, "
+              "degradation [key, simulate mode], seed, results [files of another tool, output size]) -> "
+              "(results gallery, error-map gallery, metrics table, "
               "markdown report, ZIP of results + error maps + metrics.csv).",
               concurrency_id="inference").success(
         after_run, run_id, [left, right, slider, overview, zoomed, cx, cy, zoom, lo, hi], **private)

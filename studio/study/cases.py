@@ -30,6 +30,11 @@ def folder_files(import_root: Path | None, folder: Any, limit: int = MAX_FILES) 
     Raises:
         StudyError: import disabled, folder outside the root, missing, or with no files.
     """
+    return list(folder_members(import_root, folder, limit).values())
+
+
+def folder_members(import_root: Path | None, folder: Any, limit: int = MAX_FILES) -> dict[str, Path]:
+    """{path relative to ``folder`` (posix): resolved file} of the files :func:`folder_files` returns (same checks)."""
     if import_root is None:
         raise StudyError("Importing from a server folder is disabled: the operator must set STUDIO_IMPORT_ROOT.")
     try:
@@ -42,7 +47,7 @@ def folder_files(import_root: Path | None, folder: Any, limit: int = MAX_FILES) 
         raise StudyError("That folder is outside the allowed import folder (STUDIO_IMPORT_ROOT).")
     if not target.is_dir():
         raise StudyError("No such folder inside the import folder.")
-    files = []
+    files: dict[str, Path] = {}
     for path in sorted(target.rglob("*")):
         rel = path.relative_to(target)
         if any(part.startswith(".") for part in rel.parts):
@@ -52,7 +57,7 @@ def folder_files(import_root: Path | None, folder: Any, limit: int = MAX_FILES) 
         except (OSError, RuntimeError):
             continue
         if real.is_file() and real.is_relative_to(root):  # a link pointing outside the root is ignored
-            files.append(real)
+            files[rel.as_posix()] = real
         if len(files) > limit:
             raise StudyError(f"More than {limit} files in that folder; split the study.")
     if not files:
@@ -109,10 +114,16 @@ class _Rendered:
 
 
 def _provenance(model: str) -> tuple[str | None, dict[str, Any]]:
-    """(weights SHA-256 or None, options) of a variant's model."""
+    """(weights SHA-256 or None, options) of a variant's model.
+
+    A user model (:mod:`models.plugins`) is identified by the SHA-256 its file was registered and
+    loaded with; its options say so, with its file name, format and architecture.
+    """
     if model == ORIGINAL:
         return None, {}
     spec = get_spec(model)
+    if spec.source == "user":
+        return spec.sha256, {"user_model": {k: spec.info.get(k) for k in ("file", "format", "architecture")}}
     if spec.kind == "network":
         return sha256(weights_path(spec)), {}
     return None, dict(spec.options)
@@ -127,17 +138,21 @@ def _to_display(image: np.ndarray, size: tuple[int, int]) -> Image.Image:
     return pil.resize(size, Image.Resampling.BICUBIC if up else Image.Resampling.BOX)
 
 
-def render_variants(store: StudyStore, image: np.ndarray, models: Sequence[str], max_side: int) -> list[_Rendered]:
-    """Render one case: the original and every model, at one common display size.
+def render_variants(store: StudyStore, image: np.ndarray, models: Sequence[str], max_side: int,
+                    precomputed: dict[str, tuple[np.ndarray, dict[str, Any]]] | None = None) -> list[_Rendered]:
+    """Render one case: the original, every model, and every precomputed result, at one common display size.
 
     Args:
         image: the stored case read back with ``read_image``, float32 [0, 1], (H, W[, 3]).
         models: model names (without ``"original"``).
         max_side: cap on the display's long side.
+        precomputed: another tool's results of this case (:mod:`studio.study.results_import`):
+            method -> (float32 [0, 1] image of the case's size or a whole multiple, provenance
+            options stored with the variant).
     Returns:
-        One entry per variant, ``"original"`` first; the PNGs are written to ``variants/``.
-        The display size is the largest model output (e.g. 2H x 2W when a x2 model
-        takes part), so every variant of a case is shown at the same size.
+        One entry per variant, ``"original"`` first, then models, then methods; the PNGs are
+        written to ``variants/``. The display size is the largest output (e.g. 2H x 2W when a
+        x2 model takes part), so every variant of a case is shown at the same size.
     """
     outputs = []
     for model in (ORIGINAL, *models):
@@ -145,6 +160,11 @@ def render_variants(store: StudyStore, image: np.ndarray, models: Sequence[str],
         # The original takes the same path minus the model: same checks, same resize, same PNG writer.
         out = validate_image(image) if model == ORIGINAL else enhance(image, model)
         outputs.append((model, out, time.perf_counter() - t0))
+    extra = {}
+    for method, (out, options) in (precomputed or {}).items():
+        # A tool's result goes through the same checks, resize and PNG writer: nothing of its file survives.
+        outputs.append((method, validate_image(out), 0.0))
+        extra[method] = options
     h = max(o.shape[0] for _, o, _ in outputs)
     w = max(o.shape[1] for _, o, _ in outputs)
     f = min(1.0, max_side / max(h, w))
@@ -154,7 +174,7 @@ def render_variants(store: StudyStore, image: np.ndarray, models: Sequence[str],
         name = f"{uuid.uuid4().hex}.png"
         path = store.variant_path(name)
         _to_display(out, size).save(path, format="PNG")
-        weights, options = _provenance(model)
+        weights, options = (None, dict(extra[model])) if model in extra else _provenance(model)
         rendered.append(_Rendered(model, name, sha256(path), int(out.shape[1]), int(out.shape[0]),
                                   seconds, weights, options))
     return rendered

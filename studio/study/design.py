@@ -18,9 +18,11 @@ from sqlalchemy import func, select
 
 from db import DESIGNS, ORIGINAL, Assignment, Case, Reader, Study, Variant
 from models import get_spec, list_models, model_card, read_image
+from models.errors import printable
 from studio.study.auth import hash_code, new_access_code
 from studio.study.cases import _Rendered, _Source, render_variants, store_source
 from studio.study.checks import MAX_FILES, MAX_NAME, MAX_READERS, StudyError, whole_number
+from studio.study.results_import import ResultCase, ResultSet, read_case_results
 from studio.study.store import StudyStore
 
 logger = logging.getLogger("medenhance.studio.study")
@@ -68,6 +70,7 @@ class CreatedStudy:
     items_per_reader: int
     codes: dict[str, str]
     skipped: list[str] = field(default_factory=list)
+    case_names: dict[str, str] = field(default_factory=dict)  # results studies: "C001" -> the tool's case name
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,12 @@ def ready_models() -> list[str]:
     return out
 
 
-def check_design(design: StudyDesign) -> StudyDesign:
-    """Validate and normalize a design; :class:`StudyError` says what is wrong."""
+def check_design(design: StudyDesign, methods: Sequence[str] = ()) -> StudyDesign:
+    """Validate and normalize a design; :class:`StudyError` says what is wrong.
+
+    ``methods``: names of another tool's precomputed results taking part
+    (:func:`create_study_from_results`); with them, registered models are optional.
+    """
     name = str(design.name or "").strip()
     if not name or len(name) > MAX_NAME:
         raise StudyError(f"Give the study a name (1 to {MAX_NAME} characters).")
@@ -121,8 +128,11 @@ def check_design(design: StudyDesign) -> StudyDesign:
         if card["kind"] == "network" and not card.get("weights_present"):
             raise StudyError(f"Model {m!r} has no trained weights yet; choose another.")
         models.append(m)
-    if not models:
+    if not models and not methods:
         raise StudyError("Choose at least one model (the original image is added as the reference).")
+    clash = sorted(set(models) & set(methods))
+    if clash:
+        raise StudyError(f"{', '.join(clash)}: both a chosen model and a method of the results; rename the results.")
     pair_mode = str(design.pair_mode or "all").strip().lower()
     if pair_mode not in PAIR_MODES:
         raise StudyError(f"Pair mode must be one of {', '.join(PAIR_MODES)}, got {design.pair_mode!r}.")
@@ -295,52 +305,109 @@ def create_study(
         raise StudyError("No images given: upload images or name a server folder.")
     if len(files) > MAX_FILES:
         raise StudyError(f"At most {MAX_FILES} images per study.")
+    return _create(store, d, [_Input(f, f"image {i + 1}") for i, f in enumerate(files)], (), progress)
+
+
+def create_study_from_results(
+    store: StudyStore,
+    design: StudyDesign,
+    results: ResultSet,
+    progress: Callable[[float, str], None] | None = None,
+) -> CreatedStudy:
+    """Create a study whose variants are another tool's precomputed results (plus any registered models).
+
+    Args:
+        design: as for :func:`create_study`; ``models`` may be empty (the methods are the variants).
+        results: :func:`studio.study.results_import.open_results`: cases of an original and one
+            result per method. Each method becomes a variant named after it (what the analysis
+            calls it); readers see only re-rendered pixels under random names, as for every variant.
+    Returns:
+        :class:`CreatedStudy`; ``case_names`` maps the generated case labels to the tool's case
+        names (shown to the admin once, never stored: they may identify patients).
+    Raises:
+        StudyError: bad design, an unreadable original or result, a result whose size is neither the
+            original's nor a whole multiple of it (the message names the file), duplicate originals.
+    """
+    d = check_design(design, results.methods)
+    items = [_Input(c.original, f"case {printable(c.name)[:80]!r}", c) for c in results.cases]
+    return _create(store, d, items, tuple(results.methods), progress)
+
+
+@dataclass
+class _Input:
+    """One would-be case: its source file, how messages name it, and its precomputed results (if any)."""
+
+    path: Path
+    label: str
+    results: ResultCase | None = None
+
+
+def _create(store: StudyStore, d: StudyDesign, inputs: list[_Input], methods: tuple[str, ...],
+            progress: Callable[[float, str], None] | None) -> CreatedStudy:
+    """The work of both create functions: sources, renders, rows, readers; nothing half-made stays.
+
+    With precomputed results (``methods``) every input must become a case: an unreadable original
+    or a duplicate is an error instead of a skip, so no method's result is silently dropped.
+    """
+    strict = bool(methods)
     say = progress or (lambda f, t: None)
     written: list[Path] = []
     with store.create_lock:
         try:
-            sources: list[_Source] = []
+            sources: list[tuple[_Source, _Input]] = []
             skipped: list[str] = []
-            seen: set[str] = set()
-            for i, f in enumerate(files):
-                say(0.3 * i / len(files), f"reading image {i + 1} of {len(files)}")
+            seen: dict[str, str] = {}
+            for i, item in enumerate(inputs):
+                say(0.3 * i / len(inputs), f"reading image {i + 1} of {len(inputs)}")
                 try:
-                    src = store_source(store, f, d.window, d.frame)
+                    src = store_source(store, item.path, d.window, d.frame)
                 except StudyError as e:
-                    skipped.append(f"image {i + 1}: {e}")
+                    if strict:
+                        raise StudyError(f"{item.label}: the original: {e}") from None
+                    skipped.append(f"{item.label}: {e}")
                     continue
                 written.append(store.source_path(src.stored_name))
                 if src.upload_sha256 in seen:
-                    skipped.append(f"image {i + 1}: same file as an earlier one")
+                    if strict:
+                        raise StudyError(f"{item.label}: the same original as {seen[src.upload_sha256]}.")
+                    skipped.append(f"{item.label}: same file as an earlier one")
                     continue
-                seen.add(src.upload_sha256)
-                sources.append(src)
+                seen[src.upload_sha256] = item.label
+                sources.append((src, item))
             if not sources:
                 raise StudyError("None of the images could be read: " + "; ".join(skipped[:5]))
             renders: list[list[_Rendered]] = []
-            for i, src in enumerate(sources):
+            scales: dict[str, int] = {}
+            for i, (src, item) in enumerate(sources):
                 say(0.3 + 0.6 * i / len(sources), f"rendering case {i + 1} of {len(sources)}")
                 image, _ = read_image(store.source_path(src.stored_name))
+                pre = read_case_results(item.results, image, d.window, scales) if item.results is not None else None
                 try:
-                    r = render_variants(store, image, d.models, store.settings.max_display_side)
+                    r = render_variants(store, image, d.models, store.settings.max_display_side, pre)
                 except ValueError as e:  # a model refusing the image (size, channels, weights)
                     raise StudyError(f"case {i + 1}: {e}") from None
                 written += [store.variant_path(v.file_name) for v in r]
                 renders.append(r)
             say(0.9, "saving the study")
             with store.db.write() as s:
-                study = Study(name=d.name, design=d.design, seed=d.seed, models=list(d.models), status="open",
-                              options={"pair_mode": d.pair_mode, "repeat_cases": d.repeat_cases,
-                                       "washout_days": d.washout_days, "window": _json_window(d.window),
-                                       "frame": d.frame, "max_display_side": store.settings.max_display_side})
+                options = {"pair_mode": d.pair_mode, "repeat_cases": d.repeat_cases,
+                           "washout_days": d.washout_days, "window": _json_window(d.window),
+                           "frame": d.frame, "max_display_side": store.settings.max_display_side}
+                if methods:  # the variants that are another tool's results, not registered models
+                    options["precomputed_methods"] = list(methods)
+                study = Study(name=d.name, design=d.design, seed=d.seed, models=[*d.models, *methods], status="open",
+                              options=options)
                 s.add(study)
                 s.flush()
-                for i, (src, rend) in enumerate(zip(sources, renders), start=1):
+                case_names = {}
+                for i, ((src, item), rend) in enumerate(zip(sources, renders), start=1):
                     case = Case(study_id=study.id, label=f"C{i:03d}", stored_name=src.stored_name,
                                 upload_sha256=src.upload_sha256, stored_sha256=src.stored_sha256,
                                 width=src.width, height=src.height, info=src.info)
                     s.add(case)
                     s.flush()
+                    if item.results is not None:
+                        case_names[case.label] = item.results.name
                     s.add_all([Variant(case_id=case.id, model=v.model, weights_sha256=v.weights_sha256,
                                        model_options=v.options, file_name=v.file_name, file_sha256=v.file_sha256,
                                        output_width=v.output_width, output_height=v.output_height,
@@ -354,14 +421,15 @@ def create_study(
             for p in written:  # nothing half-made stays on disk
                 p.unlink(missing_ok=True)
             raise
-    kept = {store.source_path(s_.stored_name) for s_ in sources}
+    kept = {store.source_path(src.stored_name) for src, _ in sources}
     for p in written:  # sources of skipped duplicates
         if p.parent == store.sources_dir and p not in kept:
             p.unlink(missing_ok=True)
     say(1.0, "done")
-    logger.info("study %s created: %d cases, %d models, %d readers", study_id, len(sources), len(d.models), d.readers)
+    logger.info("study %s created: %d cases, %d models, %d precomputed methods, %d readers", study_id, len(sources),
+                len(d.models), len(methods), d.readers)
     return CreatedStudy(study_id, d.name, len(sources), sum(len(r) for r in renders),
-                        items // max(1, d.readers), codes, skipped)
+                        items // max(1, d.readers), codes, skipped, case_names)
 
 
 def _json_window(window: Any) -> Any:

@@ -15,6 +15,11 @@ start). Named API endpoints:
 * ``/admin_export_bundle`` (password, study_id) -> the study bundle ZIP (rows and images, to move the study
   to another installation or database: :mod:`studio.study.bundle`)
 * ``/admin_import_bundle`` (password, bundle ZIP, new name or "") -> (markdown, new study id)
+* ``/admin_create_study_from_results`` (password, name, design, models, results ZIP, results folder, readers,
+  repeat_cases, washout_days, pair_mode, seed, window) -> (summary markdown, reader codes JSON): another
+  tool's precomputed results (:mod:`studio.study.results_import`) as variants beside any chosen models
+* ``/admin_reload_models`` (password) -> (markdown, JSON report): read the user models folder again
+* ``/admin_upload_model`` (password, model file, optional NAME.json sidecar) -> (markdown, JSON report)
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from studio import handlers, study
+from studio import handlers, study, user_models
+from studio.study import results_import
+from studio.study.design import create_study_from_results
 from studio.study.store import StudyStore
 from studio.ui.reader_tab import guard
 
@@ -135,6 +142,14 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
                 washout = gr.Number(label="Washout before repeats (days)", value=0, minimum=0)
                 seed = gr.Number(label="Randomization seed", value=0, precision=0, minimum=0)
         create = gr.Button("Create study", variant="primary")
+        with gr.Accordion("…or from another tool's results (precomputed outputs as variants)", open=False):
+            gr.Markdown("A zip or a server folder of `CASE/original.(dcm|png|tif|jpg)` plus `CASE/METHOD.(png|tif|dcm)` "
+                        "per case, or a `manifest.csv` (`case,method,path`). Each METHOD becomes a variant beside "
+                        "the models chosen above (which may stay empty); readers see only the images.")
+            with gr.Row():
+                results_zip = gr.File(label="Results (zip)", file_types=[".zip"], type="filepath")
+                results_folder = gr.Textbox(label="…or a server folder of results", info=import_note)
+            create_results = gr.Button("Create study from results", variant="primary")
         summary = gr.Markdown()
         codes = gr.JSON(label="Reader codes (shown once)", visible=False)
     with gr.Tab("Progress & readers"):
@@ -164,6 +179,19 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
             zip_file = gr.File(label="Analysis (CSV tables, markdown, JSON, plots)")
         plots_gallery = gr.Gallery(label="Plots", columns=2, height="auto")
         report = gr.Markdown()
+    with gr.Tab("Your models"):
+        gr.Markdown("Model files in the models folder (`MEDENHANCE_MODELS_DIR`): spandrel weights (`.safetensors`, "
+                    "or `.pth`/`.pt`/`.ckpt` loaded as plain weights only) and ONNX graphs, with an optional "
+                    "`NAME.json` sidecar (name, task, scale, title, licence, source, trained_on).")
+        models_md = gr.Markdown(user_models.current_markdown())
+        models_json = gr.JSON(visible=False)
+        with gr.Row():
+            model_upload = gr.File(label="Model file", file_types=[".safetensors", ".pth", ".pt", ".ckpt", ".onnx"],
+                                   type="filepath")
+            sidecar_upload = gr.File(label="Sidecar NAME.json (optional)", file_types=[".json"], type="filepath")
+        with gr.Row():
+            upload_btn = gr.Button("Add model", variant="primary")
+            reload_btn = gr.Button("Reload models")
     with gr.Tab("Move a study"):
         gr.Markdown("A study bundle is one zip file with the study's rows (design, cases, readers, answers) and "
                     "its images: import it on another installation, SQLite or PostgreSQL. Readers keep their "
@@ -204,6 +232,54 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
         if created.skipped:
             lines.append("Skipped: " + "; ".join(created.skipped))
         return "\n\n".join(lines) + "\n\n" + _codes_markdown(created.codes), created.codes
+
+    def admin_create_study_from_results(password: str, name: str, design: str, models: list[str] | None,
+                                        results_file: Any, folder: str, readers: Any, repeat_cases: Any,
+                                        washout_days: Any, pair_mode: str, seed: Any, window: str,
+                                        progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, str]]:
+        """Create a study from another tool's results (zip or server folder); returns (summary, {reader: code})."""
+        _check(store, password)
+        upload = handlers.uploads._upload_path(results_file) if results_file else None
+        results = None
+        try:
+            with guard("creating the study from results"):
+                results = results_import.open_results(upload, store.settings.import_root, folder)
+                d = study.StudyDesign(name=name, design=design, models=tuple(models or ()), readers=readers,
+                                      repeat_cases=repeat_cases or 0, washout_days=washout_days or 0,
+                                      pair_mode=pair_mode or "all", seed=seed or 0,
+                                      window=handlers.parse_window(window))
+                created = create_study_from_results(store, d, results, progress=lambda f, t: progress(f, desc=t))
+        finally:
+            if results is not None:
+                results.cleanup()
+            remove_uploads([upload] if upload else [])
+        per_case = created.variants // max(1, created.cases)
+        cases = "\n".join(f"| {label} | {user_models.md_text(tool, 120)} |" for label, tool in created.case_names.items())
+        lines = [f"### Study {created.study_id} created from results: {created.name}",
+                 f"{created.cases} cases × {per_case} variants (original + {len(d.models)} models + "
+                 f"{per_case - 1 - len(d.models)} methods: {', '.join(results.methods)}); "
+                 f"{created.items_per_reader} items per reader.",
+                 "**Case labels** (shown only now; the tool's case names are not stored):\n\n"
+                 "| case | the tool's case |\n|---|---|\n" + cases]
+        return "\n\n".join(lines) + "\n\n" + _codes_markdown(created.codes), created.codes
+
+    def admin_reload_models(password: str) -> tuple[str, dict[str, Any]]:
+        """Read the user models folder again: (markdown of what registered and what was refused, report)."""
+        _check(store, password)
+        with guard("reloading the models"):
+            return user_models.reload_models()
+
+    def admin_upload_model(password: str, model_file: Any, sidecar: Any) -> tuple[str, dict[str, Any]]:
+        """Add a model file (and its optional NAME.json sidecar) to the models folder; kept only if it registers."""
+        _check(store, password)
+        if not model_file:
+            raise gr.Error("Choose a model file to add.", title="Cannot do that", print_exception=False)
+        paths = [handlers.uploads._upload_path(f) for f in (model_file, sidecar) if f]
+        try:
+            with guard("adding the model"):
+                return user_models.upload_model(paths[0], paths[1] if len(paths) > 1 else None)
+        finally:
+            remove_uploads(paths)
 
     def admin_add_readers(password: str, study_id: Any, count: Any) -> tuple[str, dict[str, str]]:
         """Add readers to an open study; returns (markdown, {reader: access code}) shown once."""
@@ -311,5 +387,15 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
     bundle_btn.click(admin_export_bundle, [password, bundle_id], bundle_file, api_name="admin_export_bundle", **admin)
     bundle_import_btn.click(admin_import_bundle, [password, bundle_upload, bundle_name], [bundle_md, bundle_new_id],
                             api_name="admin_import_bundle", **admin)
+    create_results.click(admin_create_study_from_results,
+                         [password, name, design, models, results_zip, results_folder, readers, repeats, washout,
+                          pair_mode, seed, window], [summary, codes], api_name="admin_create_study_from_results",
+                         concurrency_id="inference")
+    # Loading model files runs networks (shape checks): it queues with the inference runs.
+    reload_btn.click(admin_reload_models, password, [models_md, models_json], api_name="admin_reload_models",
+                     concurrency_id="inference")
+    upload_btn.click(admin_upload_model, [password, model_upload, sidecar_upload], [models_md, models_json],
+                     api_name="admin_upload_model", concurrency_id="inference")
+    demo.load(user_models.current_markdown, None, models_md, **private)
     # Weights trained after start-up become choosable on the next page load (UI only).
     demo.load(lambda: gr.update(choices=study.ready_models()), None, models, **private)

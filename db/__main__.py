@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from . import migrate
-from .bundle import BundleError, export_study, import_study
+from .bundle import BundleError, export_study, import_study, read_bundle_file
 from .engine import Database, SchemaVersionError, database_url, default_data_dir, open_database
 from .schema import SCHEMA_VERSION, Assignment, Reader, Study
 
@@ -138,10 +138,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    try:
-        bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BundleError(f"cannot read {args.file}: {e}") from None
+    bundle = read_bundle_file(args.file)  # refused above bundle.MAX_JSON_BYTES before it is read
     database = open_database(".", resolve_url(args.url, args.data_dir))  # an empty database gets its tables
     try:
         with database.write() as s:

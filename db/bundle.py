@@ -28,6 +28,8 @@ This module imports only SQLAlchemy and the standard library.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 from typing import Any, Iterable
 
 from sqlalchemy import JSON, Float, Integer, String, Table, select
@@ -61,6 +63,10 @@ GLOBALLY_UNIQUE = (("cases", Case, "stored_name", "stored image names"),
                    ("readers", Reader, "code_hash", "reader access codes"),
                    ("assignments", Assignment, "item_key", "assignment item keys"))
 _CHUNK = 500  # values per IN (...) query: far below every engine's parameter limit
+# Limits of what an import accepts, so a hostile bundle cannot make it hold or store unbounded data:
+MAX_JSON_BYTES = 256 * 2**20  # a bundle's JSON text (python -m db import, study.json in a study zip)
+MAX_TEXT_CHARS = 100_000  # a Text column (comments: the app keeps them under 2,000 characters)
+MAX_JSON_VALUE_BYTES = 2**20  # a JSON column's value, serialised (options, case info, model lists)
 
 
 class BundleError(ValueError):
@@ -179,15 +185,43 @@ def _decode(model: type[Base], where: str, item: Any, columns: list[str]) -> dic
             if when.tzinfo is None:
                 raise BundleError(f"{where}: {name} {value!r} has no UTC offset")
             values[name] = when
-        elif isinstance(column.type, JSON):
-            continue  # any JSON value; the app reads these with defaults
+        elif isinstance(column.type, JSON):  # any JSON value (the app reads these with defaults), bounded
+            try:
+                encoded = len(json.dumps(value))
+            except (TypeError, ValueError, RecursionError):
+                raise BundleError(f"{where}: {name} is not a JSON value") from None
+            if encoded > MAX_JSON_VALUE_BYTES:
+                raise BundleError(f"{where}: {name} is {encoded:,} bytes of JSON, more than {MAX_JSON_VALUE_BYTES:,}")
         elif isinstance(column.type, Integer) and (not isinstance(value, int) or isinstance(value, bool)):
             raise BundleError(f"{where}: {name} {value!r} is not an integer")
         elif isinstance(column.type, Float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise BundleError(f"{where}: {name} {value!r} is not a number")
-        elif isinstance(column.type, String) and not isinstance(value, str):
-            raise BundleError(f"{where}: {name} {value!r} is not a string")
+        elif isinstance(column.type, String):
+            if not isinstance(value, str):
+                raise BundleError(f"{where}: {name} {value!r} is not a string")
+            # SQLite stores any length in a String(n) column, PostgreSQL refuses: the same on both.
+            limit = column.type.length or MAX_TEXT_CHARS
+            if len(value) > limit:
+                raise BundleError(f"{where}: {name} is {len(value):,} characters, more than {limit:,}")
     return values
+
+
+def read_bundle_file(path: str | os.PathLike[str]) -> Any:
+    """A bundle's JSON text from a file, refused above :data:`MAX_JSON_BYTES` before it is read.
+
+    Raises:
+        BundleError: unreadable, too big or not JSON.
+    """
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_JSON_BYTES:
+            raise BundleError(f"{path} is {size:,} bytes, more than the {MAX_JSON_BYTES:,} a bundle may have")
+        with open(path, "rb") as f:
+            return json.loads(f.read(MAX_JSON_BYTES + 1))
+    except OSError as e:
+        raise BundleError(f"cannot read {path}: {e.strerror or e}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise BundleError(f"cannot read {path}: not JSON ({e})") from None
 
 
 def _check_format(bundle: Any) -> None:

@@ -232,6 +232,10 @@ def _count_studies(database: db.Database) -> int:
     (lambda b: b["cases"][0].update(width="64"), BundleError, "is not an integer"),
     (lambda b: b["ratings"][0].update(overall=9), BundleError, "the database refused"),
     (lambda b: b["variants"][1].update(id=1), BundleError, "row ids are not unique"),
+    # Limits (issue 36): what SQLite would store and PostgreSQL refuse, and unbounded text or JSON.
+    (lambda b: b["study"].update(name="x" * 201), BundleError, "study: name is 201 characters, more than 200"),
+    (lambda b: b["ratings"][0].update(comment="=" * 100_001), BundleError, "comment is 100,001 characters"),
+    (lambda b: b["study"].update(options={"pad": "x" * 2**20}), BundleError, "options is 1,048,5.. bytes of JSON"),
 ])
 def test_bad_bundles_are_refused_and_leave_nothing(tmp_path: Path, make_database_url: Callable[[str], str],
                                                    damage: Callable[[dict], Any], error: type, match: str) -> None:
@@ -262,6 +266,23 @@ def test_refused_import_on_postgresql_leaves_nothing(tmp_path: Path, make_databa
     with dst.read() as s:
         assert s.scalar(select(func.count()).select_from(Assignment)) == 0
     dst.dispose()
+
+
+def test_bundle_files_over_the_size_limit_are_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "big.json"
+    big.write_text('{"format": "' + "A" * 4096 + '"}')
+    monkeypatch.setattr(db.bundle, "MAX_JSON_BYTES", 1024)
+    with pytest.raises(BundleError, match="more than the 1,024 a bundle may have"):
+        db.bundle.read_bundle_file(big)
+    assert db_main(["import", str(big), "--url", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+    assert "more than the 1,024" in capsys.readouterr().err
+    monkeypatch.setattr(db.bundle, "MAX_JSON_BYTES", 10_000)
+    database = _open(tmp_path, f"sqlite:///{tmp_path / 'y.db'}")
+    with pytest.raises(BundleVersionError, match="not a medenhance-study-bundle"):  # read, then refused
+        with database.write() as s:
+            import_study(s, db.bundle.read_bundle_file(big))
+    database.dispose()
 
 
 def test_cli_export_and_import(tmp_path: Path, make_database_url: Callable[[str], str],

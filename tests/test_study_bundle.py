@@ -17,7 +17,10 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported
 
 import hashlib  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
+import tracemalloc  # noqa: E402
 import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
@@ -83,7 +86,7 @@ def test_round_trip_sqlite_postgresql_sqlite(tmp_path: Path, make_database_url: 
         # Laptop -> server: another engine, other ids (a study exists there already).
         _pilot(server, tmp_path, name="unrelated")
         before = _images(server)
-        on_server = bundle.import_bundle(server, tmp_path / "pilot.zip")
+        on_server = bundle.import_bundle(server, tmp_path / "pilot.zip", keep_codes=True).study_id
         assert on_server != created.study_id
         assert _rows(server, on_server) == _rows(laptop, created.study_id)
         assert {k: v for k, v in _images(server).items() if k not in before} == _images(laptop)
@@ -96,7 +99,7 @@ def test_round_trip_sqlite_postgresql_sqlite(tmp_path: Path, make_database_url: 
 
         # Server -> a fresh laptop: what the server added comes along.
         bundle.export_bundle(server, on_server, tmp_path / "from-server.zip")
-        home = bundle.import_bundle(back, tmp_path / "from-server.zip")
+        home = bundle.import_bundle(back, tmp_path / "from-server.zip", keep_codes=True).study_id
         assert _rows(back, home) == _rows(server, on_server)
         assert _images(back) == _images(laptop)  # the same files, byte for byte
         assert reading.next_item(back, r1).answered == 4 and reading.next_item(back, r2).answered == 2
@@ -196,7 +199,7 @@ def test_bad_bundles_are_refused_and_leave_nothing(tmp_path: Path, database_url:
         with pytest.raises(StudyBundleError, match="exists already.*new name"):
             bundle.import_bundle(target, good)
         assert _images(target) == before[0]
-        new_id = bundle.import_bundle(target, good, name="pilot (site B)")
+        new_id = bundle.import_bundle(target, good, name="pilot (site B)", keep_codes=True).study_id
         assert _rows(target, new_id)["study"]["name"] == "pilot (site B)"
         imported = _images(target)
         # Imported twice: refused by the rows; the first copy's files (same content) stay.
@@ -227,7 +230,7 @@ def test_cli_export_and_import(tmp_path: Path, make_database_url: Callable[[str]
     url = make_database_url("postgresql")
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "server"))
     monkeypatch.setenv("DATABASE_URL", url)
-    assert bundle.main(["import", str(out), "--name", "pilot on the server"]) == 0
+    assert bundle.main(["import", str(out), "--name", "pilot on the server", "--keep-codes"]) == 0
     assert "-> study 1" in capsys.readouterr().out
     assert bundle.main(["import", str(out)]) == 1
     assert "imported here before" in capsys.readouterr().err
@@ -277,12 +280,19 @@ def test_admin_endpoints_export_and_import_bundles(tmp_path: Path, monkeypatch: 
         with pytest.raises(AppError, match="Wrong admin password"):
             two.predict("wrong", handle_file(path), "", api_name="/admin_import_bundle")
         assert study.list_studies(two_store) == []
-        md, new_id = two.predict(ADMIN, handle_file(path), "", api_name="/admin_import_bundle")
-        assert int(new_id) == 1 and "pilot" in md and "2 readers" in md
+        md, new_id = two.predict(ADMIN, handle_file(path), "", True, api_name="/admin_import_bundle")
+        assert int(new_id) == 1 and "pilot" in md and "2 readers" in md and "old codes" in md
         assert _rows(two_store, 1) == _rows(one_store, created.study_id)
         assert _images(two_store) == _images(one_store)
         with pytest.raises(AppError, match="imported here before"):
             two.predict(ADMIN, handle_file(path), "again", api_name="/admin_import_bundle")
+        # Into a third installation without keeping the codes: new ones, shown once in the answer.
+        three, three_store = serve("three")
+        stores.append(three_store)
+        md, _ = three.predict(ADMIN, handle_file(path), "", api_name="/admin_import_bundle")
+        shown = re.findall(r"`([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})`", md)
+        assert len(shown) == 2 and not set(shown) & set(created.codes.values())
+        assert reading.next_item(three_store, shown[0]).status == "item"
         junk = tmp_path / "junk.zip"
         junk.write_bytes(b"nothing")
         with pytest.raises(AppError, match="truncated or not a zip"):
@@ -292,3 +302,201 @@ def test_admin_endpoints_export_and_import_bundles(tmp_path: Path, monkeypatch: 
             d.close()
         for s in stores:
             s.close()
+
+
+# --- reader codes re-issued on import; limits and image checks (issue 36) ---------------------------
+
+def test_import_reissues_reader_codes_unless_kept(tmp_path: Path) -> None:
+    source, target = _store(tmp_path, "source", None), _store(tmp_path, "target", None)
+    try:
+        created = _pilot(source, tmp_path)
+        _answer(source, created.codes["R01"], 2)
+        bundle.export_bundle(source, created.study_id, tmp_path / "pilot.zip")
+        imported = bundle.import_bundle(target, tmp_path / "pilot.zip")
+        assert set(imported.codes) == {"R01", "R02"} and not set(imported.codes.values()) & set(created.codes.values())
+        for old in created.codes.values():  # whoever holds the bundle (it carries the old hashes) cannot sign in
+            with pytest.raises(reading.AccessError):
+                reading.next_item(target, old)
+        view = reading.next_item(target, imported.codes["R01"])
+        assert view.answered == 2 and view.number == 3  # the reader goes on where they stopped, with the new code
+        assert reading.next_item(source, created.codes["R01"]).answered == 2  # the source keeps its codes
+        kept = bundle.import_bundle(_store(tmp_path, "kept", None), tmp_path / "pilot.zip", keep_codes=True)
+        assert kept.codes == {}
+    finally:
+        source.close()
+        target.close()
+
+
+def _rebuild(good: Path, dst: Path, replace: dict[str, bytes], add: dict[str, bytes] | None = None) -> None:
+    """A copy of the bundle ``good`` with members replaced and every hash updated (a consistent fake)."""
+    with zipfile.ZipFile(good) as z:
+        members = {i.filename: z.read(i.filename) for i in z.infolist()}
+    members.update(replace)
+    man, rows = json.loads(members[bundle.MANIFEST]), json.loads(members[bundle.ROWS])
+    for member, data in replace.items():
+        digest = hashlib.sha256(data).hexdigest()
+        man["files"][member] = digest
+        folder, name = member.split("/")
+        for row in rows["cases"] if folder == "sources" else rows["variants"]:
+            if row.get("stored_name", row.get("file_name")) == name:
+                row["stored_sha256" if folder == "sources" else "file_sha256"] = digest
+    members[bundle.ROWS] = json.dumps(rows).encode()
+    man["rows"][bundle.ROWS] = hashlib.sha256(members[bundle.ROWS]).hexdigest()
+    members[bundle.MANIFEST] = json.dumps(man).encode()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in {**members, **(add or {})}.items():
+            z.writestr(name, data)
+
+
+def _lie_about_size(path: Path, member: str, size: int) -> None:
+    """Patch the zip so ``member``'s local and central headers declare ``size`` uncompressed bytes."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local header, central directory entry
+        at = 0
+        while (at := data.find(sig, at)) >= 0:
+            name_at = at + (30 if sig == b"PK\x03\x04" else 46)
+            if data[name_at:name_at + len(name)] == name:
+                data[at + offset:at + offset + 4] = size.to_bytes(4, "little")
+            at += 4
+    path.write_bytes(bytes(data))
+
+
+def _peak_mib(fn: Callable[[], Any]) -> float:
+    """Peak memory traced while ``fn`` runs (it must raise StudyBundleError)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(StudyBundleError) as info:
+            fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    _peak_mib.message = str(info.value)  # type: ignore[attr-defined]
+    return peak / 2**20
+
+
+def test_bundle_bombs_are_refused_before_much_is_read_or_written(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    source, target = _store(tmp_path, "source", None), _store(tmp_path, "target", None)
+    try:
+        created = _pilot(source, tmp_path)
+        good = tmp_path / "good.zip"
+        manifest = bundle.export_bundle(source, created.study_id, good)
+        a_variant = next(m for m in manifest["files"] if m.startswith("variants/"))
+        before = _state(target)
+
+        # manifest.json that unpacks to 40 MiB (deflated to ~40 kB): refused from the zip directory, unread.
+        bomb = tmp_path / "manifest-bomb.zip"
+        with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+            for info in zin.infolist():
+                data = zin.read(info.filename)
+                if info.filename == bundle.MANIFEST:
+                    data = b'{"format": "' + b"A" * (40 * 2**20) + b'"}'
+                zout.writestr(info.filename, data)
+        assert bomb.stat().st_size < 2**20
+        peak = _peak_mib(lambda: bundle.import_bundle(target, bomb))
+        assert "manifest.json would unpack to 40.0 MiB, more than the 32.0 MiB allowed" in _peak_mib.message
+        assert peak < 4, peak
+
+        # The same bomb declaring 300 bytes in both headers: streamed, cut at the declared size, refused.
+        _lie_about_size(bomb, bundle.MANIFEST, 300)
+        peak = _peak_mib(lambda: bundle.import_bundle(target, bomb))
+        assert "truncated or not a zip" in _peak_mib.message or "declared size" in _peak_mib.message
+        assert peak < 4, peak
+
+        # An image that unpacks to 16 MiB under a 1 MiB image limit: refused from the directory.
+        monkeypatch.setattr(bundle, "MAX_IMAGE_BYTES", 2**20)
+        image_bomb = tmp_path / "image-bomb.zip"
+        _rebuild(good, image_bomb, {a_variant: b"\0" * (16 * 2**20)})
+        with pytest.raises(StudyBundleError, match=f"{a_variant} would unpack to 16.0 MiB, more than the 1.0 MiB"):
+            bundle.import_bundle(target, image_bomb)
+        # ... and declaring 4 kB: the copy stops at the declared size (measured), then the CRC refuses it.
+        _lie_about_size(image_bomb, a_variant, 4096)
+        staged: list[int] = []
+        real_copy = bundle._copy_hashed
+
+        def measured(src: Any, dst: Path, info: zipfile.ZipInfo) -> str:
+            try:
+                return real_copy(src, dst, info)
+            finally:
+                staged.append(dst.stat().st_size if dst.exists() else 0)
+
+        monkeypatch.setattr(bundle, "_copy_hashed", measured)
+        with pytest.raises(StudyBundleError, match="truncated or not a zip|declared size"):
+            bundle.import_bundle(target, image_bomb)
+        assert staged and max(staged) <= 4096
+        assert _state(target) == before  # nothing imported, no staging folder left
+
+        # Too many members (counted from the end record, before zipfile reads the directory), a member
+        # no bundle has, and a disk too small for what the directory declares.
+        monkeypatch.setattr(bundle, "MAX_MEMBERS", 3)
+        with pytest.raises(StudyBundleError, match="has 8 members, more than the 3"):
+            bundle.import_bundle(target, good)
+        monkeypatch.setattr(bundle, "MAX_MEMBERS", 100_000)
+        extra = tmp_path / "extra.zip"
+        _rebuild(good, extra, {}, add={"../../evil.sh": b"#!/bin/sh"})
+        with pytest.raises(StudyBundleError, match="is not a member a study bundle has"):
+            bundle.import_bundle(target, extra)
+        monkeypatch.setattr(bundle.shutil, "disk_usage", lambda _p: shutil_usage(free=10 * 2**20))
+        with pytest.raises(StudyBundleError, match="Not enough disk space"):
+            bundle.import_bundle(target, good)
+        monkeypatch.undo()
+        assert _state(target) == before
+    finally:
+        source.close()
+        target.close()
+
+
+def shutil_usage(free: int) -> Any:
+    import shutil
+
+    return shutil._ntuple_diskusage(total=free * 2, used=free, free=free)  # type: ignore[attr-defined]
+
+
+def test_images_must_be_the_pngs_they_claim(tmp_path: Path) -> None:
+    from PIL import Image
+
+    source, target = _store(tmp_path, "source", None), _store(tmp_path, "target", None)
+    try:
+        created = _pilot(source, tmp_path)
+        good = tmp_path / "good.zip"
+        manifest = bundle.export_bundle(source, created.study_id, good)
+        a_variant = next(m for m in manifest["files"] if m.startswith("variants/"))
+        a_source = next(m for m in manifest["files"] if m.startswith("sources/"))
+        png = source.variant_path(a_variant.split("/")[1]).read_bytes()
+        before = _state(target)
+
+        def png_of(size: tuple[int, int], mode: str = "L") -> bytes:
+            buf = io.BytesIO()
+            Image.new(mode, size, 128).save(buf, format="PNG")
+            return buf.getvalue()
+
+        w, h = Image.open(io.BytesIO(png)).size
+        cases = {
+            "not-a-png": ({a_variant: b"\x00" * 5000}, "is not a PNG file"),
+            "trailing-data": ({a_variant: png + b"<script>evil()</script>"}, "has data after its end"),
+            "jpeg-named-png": ({a_variant: _jpeg(w, h)}, "is not a PNG file"),
+            "other-size": ({a_variant: png_of((w + 2, h))}, "differ in size"),
+            "wrong-mode": ({a_variant: png_of((w, h), "RGBA")}, "is a RGBA image"),
+            "source-size": ({a_source: png_of((3, 3), "I;16")}, "its row says"),
+            "truncated-png": ({a_variant: png[:-40] + png[-12:]}, "cannot be decoded"),
+        }
+        for name, (replace, match) in cases.items():
+            path = tmp_path / f"{name}.zip"
+            _rebuild(good, path, replace)
+            with pytest.raises(StudyBundleError, match=match):
+                bundle.import_bundle(target, path)
+            assert _state(target) == before, name
+        # The untouched bundle still imports (the checks pass on what export writes).
+        assert bundle.import_bundle(target, good).study_id
+    finally:
+        source.close()
+        target.close()
+
+
+def _jpeg(w: int, h: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (w, h), 90).save(buf, format="JPEG")
+    return buf.getvalue()

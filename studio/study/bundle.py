@@ -16,13 +16,24 @@ What the zip holds:
 
 Import checks everything before it changes anything: the format version, that the members are
 exactly the files the rows name, every SHA-256 (and the zip's own CRCs, which catch truncation),
-and that no existing file of the same name differs. The files are then written (same-content
+that every image decodes as the PNG it claims to be (and a case's variants share one size), and
+that no existing file of the same name differs. The files are then written (same-content
 files already present are kept as they are), and the rows are imported in one transaction; if
 that fails (e.g. the name is taken), the files written by this import are removed again.
 
-Readers keep their access codes: a reader of the original study signs in to the imported copy with
-the same code and goes on where they stopped. Readers added by Hugging Face username get codes
-derived from the study id and the server's secret, so on the target they must be added again.
+Limits (a zip bomb is refused before more than a bounded amount is read or written): at most
+:data:`MAX_MEMBERS` members; each member's uncompressed size at most :data:`MAX_MANIFEST_BYTES`
+(``manifest.json``), :data:`MAX_ROWS_BYTES` (``study.json``) or :data:`MAX_IMAGE_BYTES` (an image),
+and all together at most :data:`MAX_TOTAL_BYTES` and what the disk has free. Sizes are checked in
+the zip's directory before anything is read, and again while each member is streamed (a member
+whose data inflates beyond its declared size is cut there and refused). Images are decoded within
+the app's pixel limit (``MEDENHANCE_MAX_PIXELS``).
+
+Reader codes are **re-issued** on import: whoever holds the bundle (it carries the codes' hashes) cannot
+sign in to the imported copy, and the new codes are shown once to the admin who imported it. With
+``keep_codes`` (``--keep-codes``, the admin tab's checkbox) readers keep their old codes and go on
+where they stopped. Readers added by Hugging Face username get codes derived from the study id and
+the server's secret, so on the target they sign in with a re-issued code or must be added again.
 """
 
 from __future__ import annotations
@@ -37,12 +48,19 @@ import tempfile
 import uuid
 import zipfile
 import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from PIL import Image
+
 import db
 from db.bundle import FORMAT as ROWS_FORMAT
+from db.bundle import MAX_JSON_BYTES
 from db.bundle import SUPPORTED_FORMAT_VERSIONS as ROWS_FORMAT_VERSIONS
+from models.io.limits import max_pixels
+from studio.study.auth import hash_code, new_access_code
 from studio.study.checks import StudyError
 from studio.study.manage import study_id_of
 from studio.study.store import StudySettings, StudyStore, open_store
@@ -55,9 +73,37 @@ ROWS = "study.json"
 FOLDERS = ("sources", "variants")
 _CHUNK = 1 << 20
 
+# Import limits (see the module docstring). A study of 1000 cases with 10 variants each is ~11,000
+# members and an 1.2 MB manifest; a 2048² variant PNG is at most ~12 MB, a 16-bit source of the
+# largest image the app reads (80 Mpx) ~160 MB.
+MAX_MEMBERS = 100_000
+MAX_MANIFEST_BYTES = 32 * 2**20
+MAX_ROWS_BYTES = MAX_JSON_BYTES  # 256 MiB: the db package's limit on a bundle's rows
+MAX_IMAGE_BYTES = 256 * 2**20
+MAX_TOTAL_BYTES = 64 * 2**30
+DISK_MARGIN_BYTES = 256 * 2**20  # left free on the data disk after an import
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last chunk; nothing may follow it
+# What the app writes: 16-bit (or 8-bit) grayscale and 8-bit colour sources, 8-bit display variants.
+SOURCE_MODES = ("I;16", "I;16B", "I", "L", "RGB")
+VARIANT_MODES = ("L", "RGB")
+
 
 class StudyBundleError(StudyError):
     """The bundle file cannot be written or imported (message meant for the admin); nothing was changed."""
+
+
+@dataclass(frozen=True)
+class ImportedStudy:
+    """What :func:`import_bundle` did.
+
+    Attributes:
+        study_id: the new study's id.
+        codes: {reader label: new access code}, shown once (empty when the old codes were kept).
+    """
+
+    study_id: int
+    codes: dict[str, str] = field(default_factory=dict)
 
 
 def _sha256_file(path: Path) -> str:
@@ -134,15 +180,145 @@ def export_bundle(store: StudyStore, study_id: Any, out: str | os.PathLike[str])
     return manifest
 
 
-def _read_json(z: zipfile.ZipFile, member: str) -> tuple[Any, bytes]:
-    try:
-        data = z.read(member)
-    except KeyError:
-        raise StudyBundleError(f"Not a study bundle: {member} is missing.") from None
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def _member_limit(name: str) -> int | None:
+    """The uncompressed size limit of a member called ``name``; None: not a member a bundle has."""
+    if name == MANIFEST:
+        return MAX_MANIFEST_BYTES
+    if name == ROWS:
+        return MAX_ROWS_BYTES
+    folder, _, rest = name.partition("/")
+    if folder in FOLDERS and rest and "/" not in rest:
+        return MAX_IMAGE_BYTES
+    return None
+
+
+def _declared_members(path: str | os.PathLike[str]) -> int | None:
+    """The member count in a zip's end-of-central-directory record (None: no such record).
+
+    Read before ``zipfile`` parses the directory, which would hold every entry in memory: a crafted
+    zip can declare millions of tiny entries.
+    """
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        tail_start = max(0, size - (22 + 65535 + 20))  # the record, its longest comment, a zip64 locator
+        f.seek(tail_start)
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return None
+    entries = int.from_bytes(tail[at + 10:at + 12], "little")
+    locator = at - 20
+    if entries == 0xFFFF and locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        with open(path, "rb") as f:  # zip64: the count is in the zip64 record the locator points at
+            f.seek(int.from_bytes(tail[locator + 8:locator + 16], "little"))
+            record = f.read(56)
+        if record[:4] == b"PK\x06\x06" and len(record) == 56:
+            entries = int.from_bytes(record[32:40], "little")
+    return entries
+
+
+def _check_directory(z: zipfile.ZipFile, free_bytes: int) -> dict[str, zipfile.ZipInfo]:
+    """Every member checked from the zip's directory alone (nothing is read yet): name -> entry."""
+    infos = z.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise StudyBundleError(f"Refusing the bundle: it has {len(infos):,} members, more than the "
+                               f"{MAX_MEMBERS:,} a study bundle may have.")
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name.endswith("/") and info.file_size == 0:  # a folder entry (some zip tools add them)
+            continue
+        limit = _member_limit(name)
+        if limit is None:
+            raise StudyBundleError(f"Refusing the bundle: {name[:80]!r} is not a member a study bundle has.")
+        if name in members:
+            raise StudyBundleError(f"Refusing the bundle: {name} is in it twice.")
+        if info.flag_bits & 0x1:
+            raise StudyBundleError(f"Refusing the bundle: {name} is encrypted.")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise StudyBundleError(f"Refusing the bundle: {name} uses a compression this version does not read.")
+        if info.file_size > limit:
+            raise StudyBundleError(f"Refusing the bundle: {name} would unpack to {_size(info.file_size)}, more "
+                                   f"than the {_size(limit)} allowed.")
+        total += info.file_size
+        members[name] = info
+    if total > MAX_TOTAL_BYTES:
+        raise StudyBundleError(f"Refusing the bundle: it would unpack to {_size(total)}, more than the "
+                               f"{_size(MAX_TOTAL_BYTES)} allowed.")
+    if total > free_bytes - DISK_MARGIN_BYTES:
+        raise StudyBundleError(f"Not enough disk space to import the bundle: it unpacks to {_size(total)}, "
+                               f"{_size(max(0, free_bytes))} are free.")
+    return members
+
+
+def _read_limited(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """A member's bytes, streamed: never more than ``limit`` (or its declared size) read."""
+    with z.open(info) as f:
+        data = f.read(min(limit, info.file_size) + 1)
+    if len(data) != info.file_size:
+        raise StudyBundleError(f"Refusing the bundle: {info.filename} does not unpack to its declared size.")
+    return data
+
+
+def _read_json(z: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], member: str) -> tuple[Any, bytes]:
+    info = members.get(member)
+    if info is None:
+        raise StudyBundleError(f"Not a study bundle: {member} is missing.")
+    data = _read_limited(z, info, _member_limit(member) or 0)
     try:
         return json.loads(data), data
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise StudyBundleError(f"Not a study bundle: {member} is not valid JSON.") from None
+
+
+def _check_png(path: Path, member: str, modes: tuple[str, ...]) -> tuple[int, int]:
+    """Decode the staged image ``path``: the PNG it claims to be, within the pixel limit; returns (w, h)."""
+    with open(path, "rb") as f:
+        head = f.read(len(PNG_SIGNATURE))
+        f.seek(max(0, os.fstat(f.fileno()).st_size - len(PNG_IEND)))
+        tail = f.read()
+    if head != PNG_SIGNATURE or tail != PNG_IEND:
+        raise StudyBundleError(f"Refusing the bundle: {member} is not a PNG file (or has data after its end).")
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            w, h = im.size
+            if w * h > max_pixels():
+                raise StudyBundleError(f"Refusing the bundle: {member} is {w}x{h} pixels, more than the "
+                                       f"{max_pixels():,} this server reads (MEDENHANCE_MAX_PIXELS).")
+            if im.mode not in modes:
+                raise StudyBundleError(f"Refusing the bundle: {member} is a {im.mode} image; study images are "
+                                       f"{', '.join(modes)}.")
+            im.load()  # the whole image decodes (truncated or corrupt data raise here)
+    except StudyBundleError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise StudyBundleError(f"Refusing the bundle: {member} cannot be decoded as a PNG ({e}).") from None
+    return w, h
+
+
+def _check_images(rows: dict[str, Any], sizes: dict[str, tuple[int, int]]) -> None:
+    """Each source has its case's recorded size, and the variants of a case share one size (blinding)."""
+    try:
+        cases = {c["id"]: c for c in rows["cases"]}
+        for c in cases.values():
+            got, recorded = sizes[f"sources/{c['stored_name']}"], (c["width"], c["height"])
+            if got != recorded:
+                raise StudyBundleError(f"Refusing the bundle: the source image of case {c.get('label')!r} is "
+                                       f"{got[0]}x{got[1]}, its row says {recorded[0]}x{recorded[1]}.")
+        per_case: dict[Any, set[tuple[int, int]]] = defaultdict(set)
+        for v in rows["variants"]:
+            per_case[v["case_id"]].add(sizes[f"variants/{v['file_name']}"])
+    except (TypeError, KeyError, AttributeError):
+        raise StudyBundleError(f"Not a study bundle: {ROWS} has malformed cases or variants.") from None
+    mixed = [cases.get(cid, {}).get("label", cid) for cid, s in per_case.items() if len(s) > 1]
+    if mixed:
+        raise StudyBundleError(f"Refusing the bundle: the variants of case {mixed[0]!r} differ in size, which "
+                               "would tell readers which is which.")
 
 
 def _check_manifest(manifest: Any) -> None:
@@ -157,24 +333,48 @@ def _check_manifest(manifest: Any) -> None:
         raise StudyBundleError(f"Not a study bundle ({MANIFEST} lists no files).")
 
 
-def _copy_hashed(src: BinaryIO, dst: Path) -> str:
+def _copy_hashed(src: BinaryIO, dst: Path, info: zipfile.ZipInfo) -> str:
+    """Stream a member to ``dst``; refused as soon as it exceeds its declared size or the image limit."""
     h = hashlib.sha256()
+    limit, written = min(info.file_size, MAX_IMAGE_BYTES), 0
     with open(dst, "wb") as f:
         while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise StudyBundleError(f"Refusing the bundle: {info.filename} unpacks to more than its declared "
+                                       "size.")
             h.update(chunk)
             f.write(chunk)
+    if written != info.file_size:
+        raise StudyBundleError(f"Refusing the bundle: {info.filename} does not unpack to its declared size.")
     return h.hexdigest()
 
 
-def import_bundle(store: StudyStore, bundle: str | os.PathLike[str], name: str | None = None) -> int:
-    """Import the study in the zip file ``bundle`` into ``store``; returns the new study's id.
+def _reissue_codes(rows: dict[str, Any]) -> dict[str, str]:
+    """Give every reader of ``rows`` a new access code (its hash replaces the old one); {label: code}."""
+    codes = {}
+    for reader in rows.get("readers") or []:
+        if isinstance(reader, dict):
+            code = new_access_code()
+            reader["code_hash"] = hash_code(code)
+            codes[str(reader.get("label"))] = code
+    return codes
+
+
+def import_bundle(store: StudyStore, bundle: str | os.PathLike[str], name: str | None = None,
+                  keep_codes: bool = False) -> ImportedStudy:
+    """Import the study in the zip file ``bundle`` into ``store`` as a new study.
 
     Args:
         name: the imported study's name (default: the bundle's); needed when that name is taken.
+        keep_codes: readers keep their old access codes; by default every reader gets a new one.
+    Returns:
+        The new study's id and, unless ``keep_codes``, the readers' new codes (shown once).
     Raises:
-        StudyBundleError: not a (complete) bundle, an unknown format version, a hash mismatch, an
-            existing different file of the same name, or rows the database refuses (name taken,
-            imported here before). Nothing is left written in any of these cases.
+        StudyBundleError: not a (complete) bundle, over a limit (see the module docstring), an image
+            that is not the PNG it claims, an unknown format version, a hash mismatch, an existing
+            different file of the same name, or rows the database refuses (name taken, imported here
+            before). Nothing is left written in any of these cases.
     """
     if name is not None and not str(name).strip():
         name = None
@@ -182,12 +382,18 @@ def import_bundle(store: StudyStore, bundle: str | os.PathLike[str], name: str |
     written: list[Path] = []
     try:
         try:
+            declared = _declared_members(bundle)
+            if declared is not None and declared > MAX_MEMBERS:
+                raise StudyBundleError(f"Refusing the bundle: it has {declared:,} members, more than the "
+                                       f"{MAX_MEMBERS:,} a study bundle may have.")
             with zipfile.ZipFile(bundle) as z:
-                manifest, _ = _read_json(z, MANIFEST)
+                members = _check_directory(z, shutil.disk_usage(store.data_dir).free)
+                manifest, _ = _read_json(z, members, MANIFEST)
                 _check_manifest(manifest)
-                rows, rows_bytes = _read_json(z, ROWS)
+                rows, rows_bytes = _read_json(z, members, ROWS)
                 if hashlib.sha256(rows_bytes).hexdigest() != manifest["rows"].get(ROWS):
                     raise StudyBundleError(f"The bundle is damaged: {ROWS} does not match its SHA-256 in {MANIFEST}.")
+                del rows_bytes
                 if not isinstance(rows, dict) or rows.get("format") != ROWS_FORMAT or \
                         rows.get("format_version") not in ROWS_FORMAT_VERSIONS:
                     found = rows.get("format_version") if isinstance(rows, dict) else None
@@ -203,29 +409,33 @@ def import_bundle(store: StudyStore, bundle: str | os.PathLike[str], name: str |
                     raise StudyBundleError(f"The bundle's manifest does not match its rows (files not named by the "
                                            f"rows: {extra[:3]}, files the rows name but not listed: {missing[:3]}).")
                 staged: dict[str, Path] = {}
+                sizes: dict[str, tuple[int, int]] = {}
                 for i, member in enumerate(sorted(listed)):
                     try:
                         target = _local_path(store, member)
                     except ValueError:
                         raise StudyBundleError(f"The bundle names a file that is not a generated image name: "
                                                f"{member!r}.") from None
-                    try:
-                        src = z.open(member)
-                    except KeyError:
-                        raise StudyBundleError(f"The bundle is incomplete: {member} is missing.") from None
+                    info = members.get(member)
+                    if info is None:
+                        raise StudyBundleError(f"The bundle is incomplete: {member} is missing.")
                     part = staging / f"{i}.png"
-                    with src:
-                        digest = _copy_hashed(src, part)  # the zip's CRC check raises BadZipFile if cut short
+                    with z.open(info) as src:
+                        digest = _copy_hashed(src, part, info)  # the zip's CRC check raises BadZipFile if cut short
                     if digest != listed[member] or digest != wanted[member]:
                         raise StudyBundleError(f"The bundle is damaged: {member} does not match its SHA-256.")
+                    sizes[member] = _check_png(part, member, SOURCE_MODES if member.startswith("sources/")
+                                               else VARIANT_MODES)
                     if target.exists() and _sha256_file(target) != digest:
                         raise StudyBundleError(f"Refusing to overwrite {member} in {store.data_dir}: a different "
                                                "file of that name is there already.")
                     staged[member] = part
+                _check_images(rows, sizes)
         except (zipfile.BadZipFile, EOFError, zlib.error) as e:  # zlib: a cut-short deflated member
             raise StudyBundleError(f"Not a readable study bundle (truncated or not a zip file: {e}).") from None
         except OSError as e:
             raise StudyBundleError(f"Cannot read the study bundle: {e.strerror or e}.") from None
+        codes = {} if keep_codes else _reissue_codes(rows)
         # Everything checked: the files first (the rows must never name an image that is not there) ...
         for member, part in staged.items():
             target = _local_path(store, member)
@@ -236,7 +446,7 @@ def import_bundle(store: StudyStore, bundle: str | os.PathLike[str], name: str |
         # ... then the rows, in one transaction.
         try:
             with store.db.write() as s:
-                return db.import_study(s, rows, name=name)
+                return ImportedStudy(db.import_study(s, rows, name=name), codes)
         except db.BundleError as e:
             raise StudyBundleError(f"The study was not imported: {e}") from None
     except BaseException:
@@ -270,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     imp = sub.add_parser("import", help="import a study from a zip file (as a new study)")
     imp.add_argument("bundle", type=Path, help="the zip file written by export")
     imp.add_argument("--name", default=None, help="a new name for the study (needed when its name is taken)")
+    imp.add_argument("--keep-codes", action="store_true",
+                     help="readers keep their access codes (default: new codes, printed once)")
     args = ap.parse_args(argv)
     try:
         store = open_store(StudySettings.from_env())
@@ -283,8 +495,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"study {args.study} ({manifest['study']!r}): {len(manifest['files'])} images and its rows "
                   f"from {where} -> {args.out}")
         else:
-            new_id = import_bundle(store, args.bundle, args.name)
-            print(f"{args.bundle} -> study {new_id} in {where}")
+            imported = import_bundle(store, args.bundle, args.name, keep_codes=args.keep_codes)
+            print(f"{args.bundle} -> study {imported.study_id} in {where}")
+            if imported.codes:
+                print("new reader access codes (shown once; give one to each reader):")
+                for label, code in imported.codes.items():
+                    print(f"  {label}  {code}")
         return 0
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)

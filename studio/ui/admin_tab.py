@@ -14,7 +14,8 @@ start). Named API endpoints:
 * ``/admin_export`` (password, study_id, seed) -> (answers CSV, analysis ZIP, analysis markdown, plots)
 * ``/admin_export_bundle`` (password, study_id) -> the study bundle ZIP (rows and images, to move the study
   to another installation or database: :mod:`studio.study.bundle`)
-* ``/admin_import_bundle`` (password, bundle ZIP, new name or "") -> (markdown, new study id)
+* ``/admin_import_bundle`` (password, bundle ZIP, new name or "", keep_codes) -> (markdown with the readers' new
+  access codes, shown once, unless keep_codes; new study id)
 * ``/admin_create_study_from_results`` (password, name, design, models, results ZIP, results folder, readers,
   repeat_cases, washout_days, pair_mode, seed, window) -> (summary markdown, reader codes JSON): another
   tool's precomputed results (:mod:`studio.study.results_import`) as variants beside any chosen models
@@ -194,8 +195,8 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
             reload_btn = gr.Button("Reload models")
     with gr.Tab("Move a study"):
         gr.Markdown("A study bundle is one zip file with the study's rows (design, cases, readers, answers) and "
-                    "its images: import it on another installation, SQLite or PostgreSQL. Readers keep their "
-                    "access codes.")
+                    "its images: import it on another installation, SQLite or PostgreSQL. Readers get new access "
+                    "codes on import (shown once: whoever holds the bundle cannot sign in), unless you keep them.")
         with gr.Row():
             bundle_id = gr.Number(label="Study id", value=1, precision=0, minimum=1)
             bundle_btn = gr.Button("Export study bundle")
@@ -203,6 +204,8 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
         with gr.Row():
             bundle_upload = gr.File(label="Study bundle to import (zip)", file_types=[".zip"], type="filepath")
             bundle_name = gr.Textbox(label="New name (optional; needed when the name is taken here)")
+            bundle_keep = gr.Checkbox(label="Keep the readers' access codes", value=False,
+                                      info="Off: every reader gets a new code, shown once after the import.")
             bundle_import_btn = gr.Button("Import study bundle", variant="primary")
         bundle_md = gr.Markdown()
         bundle_new_id = gr.Number(label="Imported study id", precision=0, visible=False)
@@ -352,8 +355,8 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
             bundle.export_bundle(store, sid, out)
         return str(out)
 
-    def admin_import_bundle(password: str, file: Any, name: str) -> tuple[str, int]:
-        """Import a study bundle as a new study; returns (markdown, new study id)."""
+    def admin_import_bundle(password: str, file: Any, name: str, keep_codes: bool = False) -> tuple[str, int]:
+        """Import a study bundle as a new study; returns (markdown with the new reader codes, new study id)."""
         from studio.study import bundle
 
         _check(store, password)
@@ -362,12 +365,15 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
         upload = handlers.uploads._upload_path(file)
         try:
             with guard("importing the study bundle"):
-                new_id = bundle.import_bundle(store, upload, (name or "").strip() or None)
+                imported = bundle.import_bundle(store, upload, (name or "").strip() or None, keep_codes=bool(keep_codes))
+                new_id = imported.study_id
                 row = next(r for r in study.list_studies(store) if r["study_id"] == new_id)
         finally:
             remove_uploads([upload])
         return (f"Imported as **study {new_id}**: {row['name']} ({row['cases']} cases, {row['readers']} readers, "
-                f"{row['answered']} of {row['items']} items answered). Readers sign in with their old codes."), new_id
+                f"{row['answered']} of {row['items']} items answered). "
+                + ("\n\n" + _codes_markdown(imported.codes) if imported.codes
+                   else "Readers sign in with their old codes.")), new_id
 
     admin = {"concurrency_limit": 4, "concurrency_id": "admin"}
     private = {"api_visibility": "private"}
@@ -385,7 +391,8 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
     export_btn.click(admin_export, [password, export_id, boot_seed], [answers_file, zip_file, report, plots_gallery],
                      api_name="admin_export", **admin)
     bundle_btn.click(admin_export_bundle, [password, bundle_id], bundle_file, api_name="admin_export_bundle", **admin)
-    bundle_import_btn.click(admin_import_bundle, [password, bundle_upload, bundle_name], [bundle_md, bundle_new_id],
+    bundle_import_btn.click(admin_import_bundle, [password, bundle_upload, bundle_name, bundle_keep],
+                            [bundle_md, bundle_new_id],
                             api_name="admin_import_bundle", **admin)
     create_results.click(admin_create_study_from_results,
                          [password, name, design, models, results_zip, results_folder, readers, repeats, washout,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -73,7 +74,9 @@ def read_state_dict(data: bytes, suffix: str, label: str) -> dict[str, torch.Ten
                               f"{_first_line(e)}") from None
     elif suffix in (".pth", ".pt", ".ckpt"):
         try:
-            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "looks like a TorchScript archive": refused just below
+                obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             # torch's weights-only unpickler names the global a pickle asked for ("GLOBAL posix.system"):
             # that is a file that would run code (or build arbitrary objects) when unpickled.
@@ -205,7 +208,9 @@ def spandrel_net(state: dict[str, torch.Tensor], label: str, *, extra: bool = Fa
     if extra:
         _extra_arches()
     try:
-        desc = MAIN_REGISTRY.load(state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch.meshgrid's indexing note inside window-attention models
+            desc = MAIN_REGISTRY.load(state)
     except UnsupportedModelError:
         keys = ", ".join(sorted(state)[:4])
         raise PluginError(f"{label}: spandrel does not recognise this architecture (first keys: {keys}); "

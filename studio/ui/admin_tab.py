@@ -184,7 +184,7 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
         gr.Markdown("Model files in the models folder (`MEDENHANCE_MODELS_DIR`): spandrel weights (`.safetensors`, "
                     "or `.pth`/`.pt`/`.ckpt` loaded as plain weights only) and ONNX graphs, with an optional "
                     "`NAME.json` sidecar (name, task, scale, title, licence, source, trained_on).")
-        models_md = gr.Markdown(user_models.current_markdown())
+        models_md = gr.Markdown(user_models.current_markdown(), elem_id="admin-user-models")
         models_json = gr.JSON(visible=False)
         with gr.Row():
             model_upload = gr.File(label="Model file", file_types=[".safetensors", ".pth", ".pt", ".ckpt", ".onnx"],

@@ -145,6 +145,12 @@ def md_text(value: Any, limit: int = MAX_TEXT) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~=&-])", r"\\\1", text)
 
 
+def md_code(value: Any, limit: int = 120) -> str:
+    """User text for inside a markdown code span: one line, control characters escaped, backticks and
+    pipes dropped (a span shows everything else literally; a backtick would end it, a pipe a table cell)."""
+    return " ".join(printable(str(value)).split())[:limit].replace("`", "").replace("|", "")
+
+
 def _clean(value: Any, what: str, label: str) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise PluginError(f"{label}: sidecar {what!r} must be text, got {type(value).__name__}.")
@@ -324,7 +330,7 @@ def _summary(name: str, info: dict[str, Any], digest: str) -> str:
     title = md_text(info["title"]) + ": " if info.get("title") else ""
     arch = md_text(info["architecture"]) + (f" ({md_text(', '.join(info['tags']))})" if info.get("tags") else "")
     parts = [f"{title}**your model**, {arch}, {info['params']:,} parameters, from the models folder "
-             f"(file `{md_text(info['file'], 120).replace('`', '')}`, {info['format']}).",
+             f"(file `{md_code(info['file'])}`, {info['format']}).",
              f"SHA-256 `{digest}`."]
     if info.get("description"):
         parts.append(md_text(info["description"]))

@@ -11,14 +11,15 @@ from typing import Any
 
 from models import model_card
 from models.errors import PluginError
-from models.plugins import PluginReport, default_models_dir, last_report, load_user_models, md_text, save_model_file
+from models.plugins import (PluginReport, default_models_dir, last_report, load_user_models, md_code, md_text,
+                            save_model_file)
 
 
 def report_markdown(report: PluginReport | None) -> str:
     """The models folder as markdown: the user models registered (name, architecture, scale, SHA-256), then refusals."""
     if report is None:
-        return f"The models folder (`{md_text(default_models_dir())}`) has not been read yet: press *Reload models*."
-    lines = [f"**Models folder** `{md_text(report.folder)}`: {len(report.loaded)} model(s) registered, "
+        return f"The models folder (`{md_code(default_models_dir())}`) has not been read yet: press *Reload models*."
+    lines = [f"**Models folder** `{md_code(report.folder)}`: {len(report.loaded)} model(s) registered, "
              f"{len(report.problems)} file(s) refused (read in {report.seconds:.1f} s)."]
     if report.loaded:
         lines += ["", "| model | task | architecture | parameters | file | SHA-256 | measured here |",
@@ -30,7 +31,7 @@ def report_markdown(report: PluginReport | None) -> str:
                 continue
             info = c.get("info", {})
             task = f"sr ×{c['scale']}" if c["task"] == "sr" else c["task"]
-            lines.append(f"| `{md_text(name)}` | {task} | {md_text(info.get('architecture', '?'))} | "
+            lines.append(f"| `{name}` | {task} | {md_text(info.get('architecture', '?'))} | "
                          f"{int(info.get('params') or 0):,} | {md_text(info.get('file', '?'))} | `{c.get('sha256')}` | "
                          f"{'yes' if c.get('measured') else 'not measured here'} |")
     if report.problems:

@@ -349,7 +349,7 @@ def test_admin_upload_keeps_only_files_that_register(folder: Path, tmp_path: Pat
     side.write_text(json.dumps({"licence": "MIT"}))
     md, report = user_models.upload_model(good, side)
     assert report["loaded"] == ["My_Denoiser"] and (folder / "My_Denoiser.json").is_file()
-    assert get_spec("My_Denoiser").info["licence"] == "MIT" and "My\\_Denoiser" in md
+    assert get_spec("My_Denoiser").info["licence"] == "MIT" and "| `My_Denoiser` |" in md
     with pytest.raises(PluginError, match="already in the models folder"):
         user_models.upload_model(good)
     with pytest.raises(PluginError, match="not a model file"):

@@ -331,3 +331,25 @@ def test_compare_refuses_a_result_of_the_wrong_size(tmp_path: Path, results_dir)
     wrong = _png(smooth_test_image(24, 28), tmp_path / "same_size.png")
     with pytest.raises(gr.Error, match="is 28 × 24 px, but this comparison's results are 56 × 48 px"):
         compare_file(str(inp), 0, "default", ["bicubic_x2"], "none", None, None, 0, [str(wrong)])
+
+
+def test_the_shell_command_creates_the_study_and_prints_the_codes(tmp_path: Path, monkeypatch, capsys) -> None:
+    from studio.study.from_results import main
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "cli-data"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    z = _zip(results_folder(tmp_path / "r", n=2), tmp_path / "r.zip")
+    assert main([str(z), "--name", "from the shell", "--models", "clahe", "--readers", "2", "--design", "likert"]) == 0
+    out = capsys.readouterr().out
+    assert "study 1 created" in out and "methods toolA, toolB" in out and "case C002 = patient_01" in out
+    codes = re.findall(r"^  R0\d  (\S+)$", out, flags=re.M)
+    assert len(codes) == 2
+    s = open_store(StudySettings(data_dir=tmp_path / "cli-data", admin_password=ADMIN))
+    try:
+        [row] = study.list_studies(s)
+        assert row["models"] == ["clahe", "toolA", "toolB"] and row["cases"] == 2
+        assert reading.next_item(s, codes[0]).status == "item"
+    finally:
+        s.close()
+    assert main([str(tmp_path / "missing.zip"), "--name", "x"]) == 2
+    assert "refused" in capsys.readouterr().err

@@ -364,28 +364,27 @@ def _forget(name: str) -> None:
 def load_user_models(folder: str | os.PathLike[str] | None = None) -> PluginReport:
     """(Re)register every good model file of ``folder`` (default :func:`default_models_dir`).
 
-    User models registered before are removed first (their loaded networks and plans forgotten);
-    zoo models are never touched. A missing folder registers nothing and is not a problem.
-    Never raises for a bad file: it goes into the report's ``problems`` (and the log).
+    Every file is checked first; then, in one quick step, the user models registered before are
+    removed (their loaded networks and plans forgotten) and the new ones registered, so requests
+    running meanwhile keep finding the old models until the new ones are ready. Zoo models are never
+    touched. A missing folder registers nothing and is not a problem. Never raises for a bad file:
+    it goes into the report's ``problems`` (and the log).
     """
     global _last
     folder = Path(folder) if folder is not None else default_models_dir()
     t0 = time.perf_counter()
     with _lock:
-        for spec in user_models():
-            unregister(spec.name)
-            _forget(spec.name)
         report = PluginReport(folder=str(folder))
         files = model_files(folder)
         if len(files) > MAX_MODEL_FILES:
             report.problems.append(Problem(printable(folder.name), f"{len(files)} model files; only the first "
                                            f"{MAX_MODEL_FILES} (by name) are read."))
             files = files[:MAX_MODEL_FILES]
-        taken = {s.name for s in list_models()}
+        taken = {s.name for s in list_models() if s.source != "user"}
+        found: list[ModelSpec] = []
         for path in files:
             try:
                 spec = inspect_file(path, taken)
-                register(spec)
             except (PluginError, ValueError, OSError) as e:
                 report.problems.append(Problem(printable(path.name), str(e)))
                 log.warning("user model %s not registered: %s", printable(path.name), e)
@@ -395,8 +394,14 @@ def load_user_models(folder: str | os.PathLike[str] | None = None) -> PluginRepo
                 log.exception("user model %s not registered", printable(path.name))
                 continue
             taken.add(spec.name)
+            found.append(spec)
+        for old in user_models():
+            unregister(old.name)
+            _forget(old.name)
+        for spec in found:
+            register(spec)
             report.loaded.append(spec.name)
-            log.info("user model %s registered from %s (%s, x%d, SHA-256 %s)", spec.name, printable(path.name),
+            log.info("user model %s registered from %s (%s, x%d, SHA-256 %s)", spec.name, printable(Path(spec.path).name),
                      spec.info.get("architecture"), spec.scale, spec.sha256)
         report.seconds = time.perf_counter() - t0
         _last = report

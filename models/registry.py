@@ -91,7 +91,7 @@ def list_models(task: str | None = None, scale: int | None = None) -> list[Model
     """Registered specs in registration order, optionally filtered by task and scale."""
     return [
         s
-        for s in _REGISTRY.values()
+        for s in list(_REGISTRY.values())  # a copy: a reload of user models may change the dict meanwhile
         if (task is None or s.task == task) and (scale is None or s.scale == scale)
     ]
 

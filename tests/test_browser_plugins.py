@@ -37,11 +37,10 @@ NAME = "lab_sr"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory):
-    """``python app.py`` with a models folder holding one spandrel file (and a sidecar)."""
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """``python app.py`` with a models folder holding one spandrel file (and a sidecar); no browser needed."""
     if CT is None or MR is None:
         pytest.skip("pydicom test files not available")
-    exe = _browser_or_skip()
     tmp = tmp_path_factory.mktemp("plugins-e2e")
     models_dir = tmp / "user-models"
     models_dir.mkdir()
@@ -56,11 +55,17 @@ def served(tmp_path_factory: pytest.TempPathFactory):
                                                          "MEDENHANCE_MODELS_DIR": str(models_dir)}, log)
         try:
             servers.wait_ready(url, proc)
-            yield {"url": url, "exe": exe, "data": tmp / "data", "sha": hashlib.sha256(model.read_bytes()).hexdigest(),
-                   "log": log_path, "tmp": tmp}
+            yield {"url": url, "data": tmp / "data", "sha": hashlib.sha256(model.read_bytes()).hexdigest(),
+                   "log": log_path, "tmp": tmp, "models_dir": models_dir}
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(server):
+    """The server and a Chromium to drive it (skipped without one, see tests/test_browser_e2e.py)."""
+    return {**server, "exe": _browser_or_skip()}
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +133,36 @@ def test_a_reader_rates_a_study_with_the_folders_model(page, served) -> None:
     assert {sha for m, sha, *_ in rows if m == NAME} == {served["sha"]}
     assert all((overall, artefacts) == (4, 4) for _, _, overall, artefacts in rows)
     assert not page.errors, page.errors
+
+
+def test_hostile_uploads_are_refused_and_the_app_keeps_serving(server, tmp_path: Path) -> None:
+    """A code-running pickle and a truncated file uploaded as models: clear errors, nothing kept, nothing stored
+    changes, and the server still enhances with the folder's model."""
+    from gradio_client import Client, handle_file
+
+    client = Client(server["url"], verbose=False, download_files=str(tmp_path / "downloads"))
+    con = sqlite3.connect(server["data"] / "studies.db")
+    try:
+        before = con.execute("SELECT COUNT(*), COALESCE(SUM(overall), 0) FROM ratings").fetchone()
+    finally:
+        con.close()
+    marker = tmp_path / "pwned"
+    truncated = tmp_path / "half.safetensors"
+    truncated.write_bytes(pm.save_safetensors(pm.esrgan(1, 2), tmp_path / "whole.safetensors").read_bytes()[:5000])
+    for bad, message in ((pm.malicious_pth(tmp_path / "evil.pth", marker), "could run code"),
+                         (truncated, "not a readable safetensors file")):
+        with pytest.raises(Exception, match=message):
+            client.predict(ADMIN, handle_file(str(bad)), None, api_name="/admin_upload_model")
+        assert not (server["models_dir"] / bad.name).exists()
+    with pytest.raises(Exception, match="Wrong admin password"):
+        client.predict("wrong", handle_file(str(truncated)), None, api_name="/admin_upload_model")
+    assert not marker.exists()
+    md, report = client.predict(ADMIN, api_name="/admin_reload_models")
+    assert report["loaded"] == [NAME] and not report["problems"] and server["sha"] in md
+    _, text, png = client.predict(handle_file(CT), "Super-resolution x2", NAME, 0, "default", api_name="/enhance")
+    assert NAME in text and Path(png).is_file()
+    con = sqlite3.connect(server["data"] / "studies.db")
+    try:
+        assert con.execute("SELECT COUNT(*), COALESCE(SUM(overall), 0) FROM ratings").fetchone() == before
+    finally:
+        con.close()

@@ -365,3 +365,53 @@ def test_app_start_up_survives_a_bad_file(folder: Path, monkeypatch: pytest.Monk
     app.load_user_models()  # logs, never raises
     report = plugins.last_report()
     assert report.loaded == ["fine"] and report.problems[0].file == "broken.safetensors"
+
+
+FOLDER_KINDS = {
+    "spandrel": lambda d: pm.save_safetensors(pm.esrgan(1, 2, seed=7), d / "everywhere.safetensors"),
+    "onnx": lambda d: pm.export_onnx(pm.TinyOnnxSR(2), d / "everywhere.onnx", seed=7),
+}
+
+
+@pytest.mark.parametrize("kind", list(FOLDER_KINDS))
+def test_a_folder_model_runs_everywhere_with_its_hash(kind: str, folder: Path, tmp_path: Path, results_dir) -> None:
+    """Enhance (card and derived DICOM), Compare, the batch CLI and a reader study's export, for one file."""
+    from pydicom import dcmread
+
+    from models.batch import main as batch_main
+    from studio import handlers, study
+    from studio.compare import compare_file
+    from studio.stats import analysis
+    from studio.study.store import StudySettings, open_store
+
+    ct = _testdata("CT_small.dcm")
+    if ct is None:
+        pytest.skip("pydicom test files not available")
+    sha = _sha(FOLDER_KINDS[kind](folder))
+    plugins.load_user_models(folder)
+    # Enhance: the card carries the hash, the derived DICOM's provenance too.
+    r = handlers.enhance_upload(ct, "Super-resolution x2", "everywhere")
+    assert sha in r.markdown and "your model" in r.markdown and "not measured here" in r.markdown
+    assert sha in dcmread(r.dicom_path).DerivationDescription
+    assert ("everywhere (your model)", "everywhere") in handlers.model_choices("Super-resolution x2")
+    # Compare: a row like any network's.
+    _, _, table, _, _, _ = compare_file(ct, 0, "default", ["everywhere", "bicubic_x2"], "simulate")
+    rows = {row["model"]: row for row in table.to_dict("records")}
+    assert rows["everywhere"]["kind"] == "network" and rows["everywhere"]["PSNR (dB)"] > 0  # random weights: low
+    # Batch CLI.
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(Path(ct).read_bytes())
+    assert batch_main([str(src), str(out), "--model", "everywhere", "--format", "dcm", "--models-dir", str(folder),
+                       "--quiet"]) == 0
+    assert sha in dcmread(out / "a.dcm").DerivationDescription
+    # A reader study: the variant and the analysis export carry the hash.
+    store = open_store(StudySettings(data_dir=tmp_path / "data", admin_password="x"))
+    try:
+        created = study.create_study(store, study.StudyDesign(name="hash", design="likert", models=("everywhere",),
+                                                              readers=1), [ct])
+        analysis.write_outputs(store.db, created.study_id, tmp_path / "analysis")
+    finally:
+        store.close()
+    variants = (tmp_path / "analysis" / "variants.csv").read_text()
+    assert f"everywhere,{sha}" in variants.replace('"', "")

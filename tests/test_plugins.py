@@ -290,7 +290,8 @@ def test_onnx_runtime_plans(folder: Path) -> None:
     assert plan.label == "fp32" and plan.backend == "torch"
 
 
-def test_eval_writes_the_scores_beside_the_file(folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["spandrel", "onnx"])
+def test_eval_writes_the_scores_beside_the_file(folder: Path, tmp_path: Path, kind: str) -> None:
     from PIL import Image
 
     from train.evaluate import evaluate
@@ -299,13 +300,18 @@ def test_eval_writes_the_scores_beside_the_file(folder: Path, tmp_path: Path) ->
     data.mkdir()
     for i in range(3):
         Image.fromarray((smooth_test_image(48, 40, seed=i) * 255).astype(np.uint8)).save(data / f"img{i}.png")
-    model = pm.save_safetensors(pm.esrgan(1, 2), folder / "measured.safetensors")
+    if kind == "spandrel":
+        model = pm.save_safetensors(pm.esrgan(1, 2), folder / "measured.safetensors")
+        params = sum(p.numel() for p in pm.esrgan(1, 2).parameters())
+    else:
+        model = pm.export_onnx(pm.TinyOnnxSR(2), folder / "measured.onnx")
+        params = sum(p.numel() for p in pm.TinyOnnxSR(2).parameters())
     plugins.load_user_models(folder)
     before = model.read_bytes()
     rows = evaluate(["measured"], task="sr", scale=2, data=str(data), subset="external", out_dir=str(tmp_path / "r"),
                     write_cards=True, maps=0)
     row = next(r for r in rows if r["model"] == "measured")
-    assert row["params"] == sum(p.numel() for p in pm.esrgan(1, 2).parameters()) and row["images"] == 3
+    assert row["params"] == params and row["images"] == 3
     assert model.read_bytes() == before  # the user's file is never rewritten
     scores = json.loads((folder / "measured.scores.json").read_text())
     assert scores["sha256"] == _sha(model) and scores["scores"]["external_sr_x2"]["psnr"] == row["psnr"]
@@ -354,6 +360,10 @@ def test_admin_upload_keeps_only_files_that_register(folder: Path, tmp_path: Pat
         user_models.upload_model(good)
     with pytest.raises(PluginError, match="not a model file"):
         user_models.upload_model(side)
+    monkeypatch.setenv(plugins.ENV_MAX_SIZE, "1kb")
+    with pytest.raises(PluginError, match="over the limit of"):
+        user_models.upload_model(pm.save_pth(pm.dncnn(), tmp_path / "huge.pth"))
+    assert not (folder / "huge.pth").exists()
 
 
 def test_app_start_up_survives_a_bad_file(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -411,54 +410,6 @@ def load_user_models(folder: str | os.PathLike[str] | None = None) -> PluginRepo
 def last_report() -> PluginReport | None:
     """The report of the latest :func:`load_user_models` of this process (None before the first)."""
     return _last
-
-
-def save_model_file(src: str | os.PathLike[str], file_name: str, folder: str | os.PathLike[str] | None = None,
-                    sidecar: str | os.PathLike[str] | None = None) -> Path:
-    """Copy an uploaded model file (and its optional sidecar) into the models folder; returns the new path.
-
-    The caller reloads the models afterwards. The file name (the upload's) must end in a model
-    suffix and is reduced to safe characters; an existing file of that name is not replaced.
-
-    Raises:
-        PluginError: wrong suffix, over the size limit, name taken, or the folder not writable.
-    """
-    src = Path(src)
-    suffix = Path(file_name).suffix.lower()
-    if suffix not in MODEL_SUFFIXES:
-        raise PluginError(f"{printable(Path(file_name).name)[:80]}: not a model file (use {', '.join(MODEL_SUFFIXES)}).")
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file_name).stem).strip("._-")[:48]
-    if not stem:
-        raise PluginError("The file name has no usable characters; rename it (letters, digits, '_', '-').")
-    size = src.stat().st_size
-    if size > max_model_bytes():
-        raise PluginError(f"The upload is {size / 2**20:.1f} MB, over the limit of {max_model_bytes() / 2**20:.0f} MB "
-                          f"({ENV_MAX_SIZE}).")
-    target_dir = Path(folder) if folder is not None else default_models_dir()
-    try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PluginError(f"The models folder cannot be created: {e.strerror or e}.") from None
-    dst = target_dir / f"{stem}{suffix}"
-    side_dst = sidecar_path(dst)
-    if dst.exists() or (sidecar is not None and side_dst.exists()):
-        raise PluginError(f"A model file named {dst.name!r} is already in the models folder; rename the upload.")
-    if sidecar is not None and Path(sidecar).stat().st_size > SIDECAR_MAX_BYTES:
-        raise PluginError(f"The sidecar is over {SIDECAR_MAX_BYTES // 1024} KB.")
-    written = []
-    try:
-        for s, d in ((sidecar, side_dst), (src, dst)):  # the sidecar first: a scan never sees the model without it
-            if s is None:
-                continue
-            tmp = d.with_name(f".{d.name}.partial")
-            shutil.copyfile(s, tmp)
-            os.replace(tmp, d)
-            written.append(d)
-    except OSError as e:
-        for d in written:
-            d.unlink(missing_ok=True)
-        raise PluginError(f"The model could not be saved in the models folder: {e.strerror or e}.") from None
-    return dst
 
 
 # --- measured scores, kept beside the file ---------------------------------------------------------

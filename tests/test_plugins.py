@@ -425,3 +425,16 @@ def test_a_folder_model_runs_everywhere_with_its_hash(kind: str, folder: Path, t
         store.close()
     variants = (tmp_path / "analysis" / "variants.csv").read_text()
     assert f"everywhere,{sha}" in variants.replace('"', "")
+
+
+def test_extra_architectures_only_when_the_operator_opts_in(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Core spandrel by default; MEDENHANCE_SPANDREL_EXTRA=1 asks for spandrel_extra_arches (not in requirements)."""
+    import importlib.util
+
+    pm.save_pth(pm.dncnn(), folder / "core.pth")
+    assert plugins.load_user_models(folder).loaded == ["core"]
+    if importlib.util.find_spec("spandrel_extra_arches") is not None:
+        pytest.skip("spandrel_extra_arches is installed here")
+    monkeypatch.setenv(plugins.ENV_EXTRA, "1")
+    report = plugins.load_user_models(folder)
+    assert not report.loaded and "spandrel_extra_arches package is not installed" in report.problems[0].message

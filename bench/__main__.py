@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default="results/bench")
     p.add_argument("--memory-test", action="store_true")
+    p.add_argument("--peak-size", type=int, default=3072,
+                   help="side of the matrix-multiply peak probe (smaller: faster, e.g. 768 on CPUs without native "
+                        "bf16, where a 3072 bf16 product takes minutes; the peak only scales the efficiency column)")
     p.add_argument("--models-dir", default=None,
                    help="folder of user model files to register and time (default: $MEDENHANCE_MODELS_DIR, else ./user-models)")
     args = p.parse_args(argv)
@@ -132,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: user model {prob.file} not registered: {prob.message}", flush=True)
     device = default_device()
     names = [n for n in args.models.split(",") if n] or [s.name for s in list_models() if s.kind == "network"]
-    peaks = {"fp32": matmul_peak(torch.float32, device=device), "bf16": matmul_peak(torch.bfloat16, device=device)}
-    peaks["fp16"] = matmul_peak(torch.float16, device=device) if device.startswith("cuda") else peaks["bf16"]
+    n = args.peak_size
+    peaks = {"fp32": matmul_peak(torch.float32, n, device=device), "bf16": matmul_peak(torch.bfloat16, n, device=device)}
+    peaks["fp16"] = matmul_peak(torch.float16, n, device=device) if device.startswith("cuda") else peaks["bf16"]
     print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s", flush=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []

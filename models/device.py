@@ -8,6 +8,17 @@ real image crop, and the fastest one whose output agrees with plain fp32
 PyTorch (PSNR >= 50 dB between the two) wins. A candidate that fails the
 fidelity check is never used, so speed never costs accuracy silently.
 
+Choosing is cheap: bf16 is offered on a CPU only when oneDNN has native bf16
+kernels there (AVX-512 BF16 / AMX; elsewhere a bf16 convolution is ~100x slower
+than fp32, and timing it alone took minutes), and every candidate is first
+run once on a tiny crop; one more than :data:`SCREEN_FACTOR` times slower than
+the fastest there is not timed further.
+
+Post-upsampling SR networks run staged (:mod:`models.stages`): the
+low-resolution part on large tiles, the high-resolution part on small
+sub-tiles (:func:`forward_tiled`, ``plan.staged``); the split checks itself
+against the plain forward, and every candidate is timed and checked staged.
+
 Environment:
     ``MEDENHANCE_PLAN=fp32``  force the reference plan (plain PyTorch fp32).
     ``MEDENHANCE_PLAN=ort``   prefer ONNX Runtime whatever its speed (benchmarks);
@@ -27,11 +38,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import onnx_backend
+from . import onnx_backend, stages
+from .tiling import Progress, staged_tiled_apply, tiled_apply
 
 log = logging.getLogger(__name__)
 
 FIDELITY_MIN_PSNR_DB = 50.0
+SCREEN_SIDE = 32  # side of the crop every candidate is first run on
+SCREEN_FACTOR = 3.0  # candidates this much slower than the fastest on it are dropped
+# Core of a low-resolution tile of a staged network (input px). Its activations are the small ones;
+# larger tiles recompute less margin (RRDBNet x4's 76 px around 512 px: 1.7x the core's work).
+LR_TILE = 512
 
 _plans: dict[tuple[str, str], "ExecPlan"] = {}
 _lock = threading.Lock()
@@ -41,7 +58,8 @@ _lock = threading.Lock()
 class ExecPlan:
     """How to run a module: autocast dtype (None = fp32), channels-last layout, and backend.
 
-    ``backend`` is ``"torch"`` or ``"onnxruntime"`` (CPU, fp32, NCHW only).
+    ``backend`` is ``"torch"`` or ``"onnxruntime"`` (CPU, fp32, NCHW only). ``staged``: tiles are
+    run as two stages (:mod:`models.stages`, :func:`forward_tiled`), each with this backend and layout.
     """
 
     dtype: torch.dtype | None = None
@@ -49,12 +67,13 @@ class ExecPlan:
     fidelity_db: float = math.inf
     seconds: float = 0.0
     backend: str = "torch"
+    staged: bool = False
 
     @property
     def label(self) -> str:
         d = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
         prefix = "ort-" if self.backend == "onnxruntime" else ""
-        return prefix + d + ("+channels_last" if self.channels_last else "")
+        return prefix + d + ("+channels_last" if self.channels_last else "") + ("+staged" if self.staged else "")
 
 
 def default_device() -> str:
@@ -95,8 +114,13 @@ def _probe_image(channels: int, side: int = 96) -> torch.Tensor:
     return t.expand(1, channels, side, side).contiguous()
 
 
-def run(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, **kwargs) -> torch.Tensor:
-    """Forward ``x`` (already on the module's device) with ``plan``; returns fp32 NCHW."""
+def run(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, contiguous: bool = True,
+        **kwargs) -> torch.Tensor:
+    """Forward ``x`` (already on the module's device) with ``plan``; returns fp32, NCHW-contiguous.
+
+    ``contiguous=False`` keeps the module's memory layout (channels-last features passed
+    from one stage to the next need no round trip through NCHW).
+    """
     if plan.backend == "onnxruntime":
         if onnx_backend.usable(module):
             return onnx_backend.run(module, x, **kwargs)
@@ -105,18 +129,26 @@ def run(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, **kwargs) -> t
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=plan.dtype or torch.float32, enabled=plan.dtype is not None):
         y = module(x, **kwargs)
-    return y.float().contiguous()
+    return y.float().contiguous() if contiguous else y.float()
 
 
-def _time(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, kwargs: dict,
-          repeats: int = 3) -> tuple[torch.Tensor, float]:
+def _probe_forward(module: torch.nn.Module, st: stages.Stages | None, x: torch.Tensor, plan: ExecPlan,
+                   kwargs: dict) -> torch.Tensor:
+    """One probe forward the way tiles will run: staged (one LR tile, one HR sub-tile) or whole."""
+    if st is None:
+        return run(module, x, plan, **kwargs)
+    return run(st.hr, run(st.lr, x, plan, contiguous=False), plan)
+
+
+def _time(fn, x: torch.Tensor, repeats: int = 3) -> tuple[torch.Tensor, float]:
+    """(output, minimum seconds of ``repeats`` calls of ``fn(x)`` after one warm-up)."""
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    y = run(module, x, plan, **kwargs)  # warm-up (and oneDNN/cuDNN algorithm selection)
+    y = fn(x)  # warm-up (and oneDNN/cuDNN algorithm selection)
     ts = []
     for _ in range(repeats):
         sync()
         t = time.perf_counter()
-        y = run(module, x, plan, **kwargs)
+        y = fn(x)
         sync()
         ts.append(time.perf_counter() - t)
     # The minimum, not the median: other processes only ever add time, so the fastest of the
@@ -139,9 +171,21 @@ def candidates(device: str) -> list[ExecPlan]:
     plans = [ExecPlan(), ExecPlan(None, True)]
     if device.startswith("cuda"):
         plans += [ExecPlan(torch.bfloat16, True), ExecPlan(torch.float16, True)]
-    elif torch.backends.mkldnn.is_available():
+    elif torch.backends.mkldnn.is_available() and _native_cpu_bf16():
         plans += [ExecPlan(torch.bfloat16, False), ExecPlan(torch.bfloat16, True)]
     return plans + ort_plans
+
+
+def _native_cpu_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX-512 BF16 / AMX).
+
+    Without them (e.g. AVX2-only Zen 3) a bf16 convolution is ~100x slower than fp32: a
+    32-channel 3x3 conv at 256x256 took 3 s instead of 7 ms, so the candidate can never win.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or newer torch: let the screening decide
+        return True
 
 
 def forget_plans(name: str) -> None:
@@ -165,34 +209,103 @@ def pick_plan(name: str, module: torch.nn.Module, device: str) -> ExecPlan:
         x = _probe_image(module.in_channels, probe_side(device)).to(device)
         kw = {"stats": module.image_stats(x)} if getattr(module, "global_stats", False) else {}
         best: ExecPlan | None = None
-        ref = None
         # A module that runs its own runtime (an imported ONNX graph, models.user_nets.OnnxNet):
         # autocast and memory layout do not reach it, so only the reference plan is timed.
         plans = [ExecPlan()] if getattr(module, "runs_itself", False) else candidates(device)
         if plans == [ExecPlan()]:  # the reference alone (also MEDENHANCE_PLAN=fp32): nothing to compare or time
             plans = []
+        st = stages.split(module) if plans else None
+        ref = run(module, x, ExecPlan(), **kw).clamp(0, 1) if plans else None  # plain fp32, whole probe
+        plans = _screened(name, module, st, [p for p in plans if _offered(p, module, st)], x, kw)
         for plan in plans:
-            # No export (ORT absent, export failed, or forward takes keywords a graph cannot serve): not a candidate.
-            if plan.backend == "onnxruntime" and not onnx_backend.usable(module):
-                continue
             try:
-                if plan.channels_last:
-                    module.to(memory_format=torch.channels_last)
-                y, secs = _time(module, x, plan, kw)
+                _set_layout(module, st, plan.channels_last)
+                y, secs = _time(lambda t: _probe_forward(module, st, t, plan, kw), x)
             except RuntimeError:  # e.g. an op without a bf16 kernel on this CPU: not a candidate
                 continue
             finally:
-                module.to(memory_format=torch.contiguous_format)
-            y = y.clamp(0, 1)
-            if ref is None:
-                ref = y
-            fid = psnr_torch(ref, y)
-            log.info("plan %s@%s: %s %.2f ms, %.1f dB vs fp32", name, device, plan.label, secs * 1e3, fid)
+                _set_layout(module, st, False)
+            fid = psnr_torch(ref, y.clamp(0, 1))
+            log.info("plan %s@%s: %s%s %.2f ms, %.1f dB vs fp32", name, device, plan.label,
+                     "+staged" if st else "", secs * 1e3, fid)
             wins = best is None or secs < best.seconds or (prefer_ort and plan.backend == "onnxruntime")
             if fid >= FIDELITY_MIN_PSNR_DB and wins:
-                best = ExecPlan(plan.dtype, plan.channels_last, fid, secs, plan.backend)
+                best = ExecPlan(plan.dtype, plan.channels_last, fid, secs, plan.backend, staged=st is not None)
         best = best or ExecPlan()
-        if best.channels_last:
-            module.to(memory_format=torch.channels_last)
+        _set_layout(module, st if best.staged else None, best.channels_last)
         _plans[key] = best
         return best
+
+
+def _offered(plan: ExecPlan, module: torch.nn.Module, st: stages.Stages | None) -> bool:
+    """ONNX Runtime only where every module that will run exports (ORT absent, export failed, or a
+    forward with keywords a graph cannot serve: not a candidate)."""
+    if plan.backend != "onnxruntime":
+        return True
+    return all(onnx_backend.usable(m) for m in ((st.lr, st.hr) if st else (module,)))
+
+
+def _set_layout(module: torch.nn.Module, st: stages.Stages | None, channels_last: bool) -> None:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for m in (module, *((st.lr, st.hr) if st else ())):  # the stages hold folded convs of their own
+        m.to(memory_format=fmt)
+
+
+def _screened(name: str, module: torch.nn.Module, st: stages.Stages | None, plans: list[ExecPlan],
+              x: torch.Tensor, kw: dict) -> list[ExecPlan]:
+    """``plans`` without those ``SCREEN_FACTOR`` times slower than the fastest on a tiny crop (one timed run)."""
+    if len(plans) < 2:
+        return plans
+    small = x[:, :, :SCREEN_SIDE, :SCREEN_SIDE]
+    skw = {"stats": module.image_stats(small)} if kw else {}
+    secs: dict[ExecPlan, float] = {}
+    for plan in plans:
+        try:
+            _set_layout(module, st, plan.channels_last)
+            secs[plan] = _time(lambda t: _probe_forward(module, st, t, plan, skw), small, repeats=1)[1]
+        except RuntimeError:
+            continue
+        finally:
+            _set_layout(module, st, False)
+    fastest = min(secs.values(), default=0.0)
+    kept = [p for p in plans if p in secs and secs[p] <= SCREEN_FACTOR * fastest]
+    dropped = [f"{p.label} {secs[p] * 1e3:.0f} ms" for p in plans if p in secs and p not in kept]
+    if dropped:
+        log.info("plan %s: screened out on a %d px crop (fastest %.0f ms): %s", name, SCREEN_SIDE,
+                 fastest * 1e3, ", ".join(dropped))
+    return kept
+
+
+def lr_tile_for(tile: int) -> int:
+    """Core of the low-resolution tiles of a staged network whose HR sub-tiles are ``tile`` px.
+
+    A small ``tile`` (bounding memory) shrinks these too: at most 4x its side.
+    """
+    return max(tile, min(LR_TILE, 4 * tile))
+
+
+def forward_tiled(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, device: str, scale: int, tile: int,
+                  *, kwargs: dict | None = None, progress: Progress | None = None) -> torch.Tensor:
+    """The whole image ``x`` (1, C, H, W) CPU float32 in [0, 1] through ``module`` with ``plan``, tiled.
+
+    Returns (1, C, H*scale, W*scale) float32 CPU, clamped to [0, 1]. ``tile`` is the core of a tile
+    (of an HR sub-tile when staged) in input pixels; ``progress(done, total)`` counts tiles.
+    """
+    kwargs = kwargs or {}
+    margin = getattr(module, "receptive_margin", 16)
+    st = stages.split(module) if plan.staged else None
+    if st is None:
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            return run(module, t.to(device, non_blocking=True), plan, **kwargs).clamp_(0, 1).cpu()
+
+        return tiled_apply(fn, x, scale, tile, margin, align=getattr(module, "tile_align", 1), progress=progress)
+
+    def lr(t: torch.Tensor) -> torch.Tensor:
+        return run(st.lr, t.to(device, non_blocking=True), plan, contiguous=False)
+
+    def hr(f: torch.Tensor) -> torch.Tensor:
+        return run(st.hr, f, plan).clamp_(0, 1).cpu()
+
+    # The LR tiles' margin covers both stages, so the features are exact where sub-tiles read them.
+    return staged_tiled_apply(lr, hr, x, scale, lr_tile_for(tile), margin + st.hr_margin, tile, st.hr_margin,
+                              progress=progress)

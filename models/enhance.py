@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .colour import apply_on_luma
-from .device import default_device, pick_plan, run
-from .ensemble import self_ensemble
+from .device import default_device, forward_tiled, pick_plan
+from .ensemble import TRANSFORMS, self_ensemble
 from .errors import InvalidImageError, InvalidOptionError, UnknownModelError
 from .loading import load_network
 from .registry import ModelSpec, get_spec
 from .resample import to_numpy, to_tensor, upscale
-from .tiling import tiled_apply
+from .tiling import Progress
 
 # Largest input and output accepted (pixels per channel). A 2048x2048 image at
 # x4 gives 67 Mpx; beyond ~270 Mpx one float32 RGB output alone is > 3 GB.
@@ -68,6 +68,7 @@ def enhance(
     strength: float = 1.0,
     ensemble: bool = False,
     noise_level: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> np.ndarray:
     """Run a registered model (network or classical baseline) on one image.
@@ -88,6 +89,9 @@ def enhance(
             answers, so it adds no structure that a single pass does not.
         noise_level: noise-aware networks (``noise_aware``) only: the noise sigma in [0, 1] units
             they are conditioned on, instead of the one :mod:`models.noise` estimates on the whole image.
+        progress: called as ``progress(done, total)``: networks once before the first tile and after
+            every tile (the self-ensemble counts 8x the tiles), classical methods at start and end.
+            An exception raised by it stops the run and propagates (how the studio cancels).
         **options: classical baselines' documented options (e.g. ``sigma`` for
             non-local means), overriding the registered defaults.
     Returns:
@@ -111,13 +115,17 @@ def enhance(
             if "noise_level" not in spec.options:
                 raise InvalidOptionError(f"{spec.name} takes no noise_level")
             options = {**options, "noise_level": noise_level}
-        run_one = lambda im: _run_classical(spec, im, options)  # noqa: E731
+        run_one = lambda im, say: _run_classical(spec, im, options, say)  # noqa: E731
     else:
         if options:
             raise UnknownModelError(f"{spec.name} takes no options, got {sorted(options)}")
         dev = device or default_device()
-        run_one = lambda im: _run_network(spec, im, dev, tile, noise_level)  # noqa: E731
-    out = self_ensemble(run_one, image) if ensemble else run_one(image)
+        run_one = lambda im, say: _run_network(spec, im, dev, tile, noise_level, say)  # noqa: E731
+    if ensemble:
+        passes = iter(range(len(TRANSFORMS)))
+        out = self_ensemble(lambda im: run_one(im, _nth_pass(progress, next(passes), len(TRANSFORMS))), image)
+    else:
+        out = run_one(image, progress)
     out = np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
     if strength < 1.0:
         start = upscale(image, spec.scale) if spec.scale > 1 else image
@@ -125,18 +133,31 @@ def enhance(
     return out
 
 
-def _run_classical(spec: ModelSpec, image: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+def _nth_pass(progress: Progress | None, k: int, n: int) -> Progress | None:
+    """Progress of pass ``k`` of ``n`` equal passes (the self-ensemble) as a share of all of them."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(k * total + done, n * total)
+
+
+def _run_classical(spec: ModelSpec, image: np.ndarray, options: dict[str, Any],
+                   progress: Progress | None = None) -> np.ndarray:
     unknown = set(options) - set(spec.options)
     if unknown:
         raise UnknownModelError(f"{spec.name} does not take {sorted(unknown)}; options: {sorted(spec.options)}")
     kwargs = {**spec.options, **options}
     if spec.task == "sr":
         kwargs["scale"] = spec.scale
-    return spec.fn(image, **kwargs)
+    if progress:
+        progress(0, 1)
+    out = spec.fn(image, **kwargs)
+    if progress:
+        progress(1, 1)
+    return out
 
 
 def _run_network(spec: ModelSpec, image: np.ndarray, device: str, tile: int | None,
-                 noise_level: float | None = None) -> np.ndarray:
+                 noise_level: float | None = None, progress: Progress | None = None) -> np.ndarray:
     module = load_network(spec, device)
     if noise_level is not None and not getattr(module, "noise_aware", False):
         raise InvalidOptionError(f"{spec.name} is not noise-aware; noise_level applies to noise-aware models only")
@@ -146,12 +167,13 @@ def _run_network(spec: ModelSpec, image: np.ndarray, device: str, tile: int | No
     if colour and spec.in_channels == 1:
         # Grayscale network on a colour image: model on luma, chroma bicubic (SR) or kept.
         chroma = (lambda c: upscale(c, spec.scale)) if spec.scale > 1 else None
-        return apply_on_luma(image, lambda y: _run_planes(spec, module, y, device, tile, noise_level), chroma)
-    return _run_planes(spec, module, image, device, tile, noise_level)
+        return apply_on_luma(image, lambda y: _run_planes(spec, module, y, device, tile, noise_level, progress),
+                             chroma)
+    return _run_planes(spec, module, image, device, tile, noise_level, progress)
 
 
 def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, device: str, tile: int | None,
-                noise_level: float | None = None) -> np.ndarray:
+                noise_level: float | None = None, progress: Progress | None = None) -> np.ndarray:
     """Tiled forward pass of an image whose channels match the module, or a grayscale image on a colour module.
 
     A grayscale image goes into a colour module as three equal channels, and
@@ -170,7 +192,7 @@ def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, dev
         x = x.expand(-1, 3, -1, -1)  # a view: each tile is materialised on its way to the device
     while True:
         try:
-            out = _tiled(spec, module, x, device, tile, noise_level)
+            out = _tiled(spec, module, x, device, tile, noise_level, progress)
             return to_numpy(out.mean(1, keepdim=True) if grey_in_colour else out, image.ndim == 3)
         except torch.OutOfMemoryError:
             if tile > 32:
@@ -184,9 +206,8 @@ def _run_planes(spec: ModelSpec, module: torch.nn.Module, image: np.ndarray, dev
 
 
 def _tiled(spec: ModelSpec, module: torch.nn.Module, x: torch.Tensor, device: str, tile: int,
-           noise_level: float | None = None) -> torch.Tensor:
+           noise_level: float | None = None, progress: Progress | None = None) -> torch.Tensor:
     plan = pick_plan(spec.name, module, device)
-    margin = getattr(module, "receptive_margin", 16)
     kwargs = {}
     if getattr(module, "global_stats", False):
         # Image-level statistics come from the whole image, not each tile, so tiles agree.
@@ -194,8 +215,4 @@ def _tiled(spec: ModelSpec, module: torch.nn.Module, x: torch.Tensor, device: st
             kwargs["stats"] = module.image_stats(x.to(device))
             if noise_level is not None:  # a level given by the user replaces the estimate
                 kwargs["stats"] = torch.full_like(kwargs["stats"], float(noise_level))
-
-    def fn(t: torch.Tensor) -> torch.Tensor:
-        return run(module, t.to(device, non_blocking=True), plan, **kwargs).clamp_(0, 1).cpu()
-
-    return tiled_apply(fn, x, spec.scale, tile, margin, align=getattr(module, "tile_align", 1))
+    return forward_tiled(module, x, plan, device, spec.scale, tile, kwargs=kwargs, progress=progress)

@@ -47,7 +47,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -165,8 +165,11 @@ def _size(shape: Sequence[int]) -> str:
 
 
 def process_file(src: Path, dst: Path, fmt: str, model: str, *, frame: int = 0, window: Any = None,
-                 device: str | None = None, tile: int | None = None, export_options: Any = None) -> tuple[str, str]:
+                 device: str | None = None, tile: int | None = None, export_options: Any = None,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[str, str]:
     """Read, enhance and write one file; returns (input size, output size) as ``"WxH"``.
+
+    ``progress(done, total)``: tiles of the model run (see :func:`models.enhance`).
 
     Raises:
         MedEnhanceError / ValueError: unreadable input or model error; OSError: cannot write.
@@ -176,7 +179,7 @@ def process_file(src: Path, dst: Path, fmt: str, model: str, *, frame: int = 0, 
     from .io.dicom_export import export_derived_dicom
 
     image, meta = read_image(src, frame=frame, window=window)
-    out = enhance(image, model, device=device, tile=tile)
+    out = enhance(image, model, device=device, tile=tile, progress=progress)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dcm":
         source = src if meta.source_format == "dicom" else None
@@ -202,7 +205,8 @@ def run_batch(
 ) -> list[BatchItem]:
     """Process a tree; returns one :class:`BatchItem` per input file (the report rows).
 
-    Never stops on a bad file. ``progress=None`` shows a tqdm bar only on a terminal.
+    Never stops on a bad file. ``progress=None`` shows tqdm bars only on a terminal: files, and
+    below it the tiles of the file being enhanced.
     The report CSV is written even when interrupted (Ctrl-C), then the interrupt is re-raised.
     """
     from tqdm import tqdm
@@ -215,6 +219,7 @@ def run_batch(
     items = [BatchItem(str(i), str(o)) for i, o in zip(inputs, output_paths(inputs, fmt))]
     bar = tqdm(items, unit="file", disable=None if progress is None else not progress, file=sys.stderr,
                dynamic_ncols=True)
+    tiles, on_tile = _tile_bar(bar.disable)
     try:
         for item in bar:
             dst = out_dir / item.output
@@ -225,7 +230,7 @@ def run_batch(
             try:
                 item.input_size, item.output_size = process_file(
                     in_dir / item.input, dst, fmt, model, frame=frame, window=window, device=device,
-                    tile=tile, export_options=export_options)
+                    tile=tile, export_options=export_options, progress=on_tile)
                 item.status = "ok"
             except (ValueError, OSError) as exc:  # every MedEnhanceError is a ValueError
                 item.status, item.message = "error", _one_line(exc)
@@ -234,9 +239,25 @@ def run_batch(
             item.seconds = round(time.perf_counter() - t0, 3)
             bar.set_postfix(failed=sum(i.status == "error" for i in items), refresh=False)
     finally:
+        tiles.close()
         bar.close()
         write_report(items, out_dir / REPORT_NAME)
     return items
+
+
+def _tile_bar(disable: bool) -> tuple[Any, Callable[[int, int], None]]:
+    """A second tqdm bar (tiles of the current file) and the ``progress(done, total)`` that moves it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc="tiles", unit="tile", leave=False, position=1, disable=disable, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def on_tile(done: int, total: int) -> None:
+        if done == 0 or bar.total != total:  # a new file (or a redo with smaller tiles)
+            bar.reset(total=total)
+        bar.update(done - bar.n)
+
+    return bar, on_tile
 
 
 def _one_line(exc: BaseException) -> str:

@@ -206,3 +206,65 @@ def test_reader_signs_in_rates_and_the_database_has_it(page, served, shots: Path
     # Blinded: nothing the reader sees names a model.
     seen = page.locator("#reader-images").inner_html() + page.locator("#reader-status").inner_text()
     assert "clahe" not in seen.lower() and "original" not in seen.lower()
+
+
+# In-page stopwatch for the progress of one click: the click event, the first progress line Gradio draws
+# for it (.progress-level: what the handler reports, not the queue's generic timer) and the first one
+# that counts tiles. All in the page's clock, so Playwright's polling is not counted.
+_ARM_PROGRESS = """() => {
+  const w = window;
+  w.__mpClick = null; w.__mpFirst = null; w.__mpTiles = null;
+  const check = () => {
+    if (w.__mpClick === null) return;
+    const text = [...document.querySelectorAll('.progress-level')].map((e) => e.innerText).join(' ');
+    if (w.__mpFirst === null && text.trim()) w.__mpFirst = performance.now();
+    if (w.__mpTiles === null && /tile \\d+ \\/ \\d+/.test(text)) w.__mpTiles = performance.now();
+  };
+  if (w.__mpObs) w.__mpObs.disconnect();
+  w.__mpObs = new MutationObserver(check);
+  w.__mpObs.observe(document.body, {subtree: true, childList: true, characterData: true});
+  document.querySelector('#enhance-run').addEventListener('click', () => { w.__mpClick = performance.now(); },
+                                                          {capture: true, once: true});
+}"""
+
+
+def test_long_run_shows_tile_progress_within_a_second_and_stops(page, served, tmp_path: Path) -> None:
+    """Issue 37: a run of minutes (SRResNet x4 with the x8 ensemble) shows its progress within 1 s of Run,
+    then tiles done / total with an estimate; Stop ends it in the page, the worker stops at its next tile
+    (the server says so) and the queue serves the next run."""
+    from skimage import data
+
+    src = tmp_path / "camera384.png"
+    Image.fromarray(data.camera()).resize((384, 384), Image.Resampling.BOX).save(src)
+    page.get_by_role("tab", name="Enhance").click()
+    chromium.upload(page, "enhance", src)
+    chromium.choose_model(page, "Super-resolution x4", "srresnet_x4")
+    page.locator("#enhance-ensemble input").check()
+    page.evaluate(_ARM_PROGRESS)
+    page.locator("#enhance-run").click()
+    page.wait_for_function("() => window.__mpFirst !== null", timeout=60_000)
+    first_s = page.evaluate("() => (window.__mpFirst - window.__mpClick) / 1000")
+    page.wait_for_function("() => [...document.querySelectorAll('.progress-level')].some((e) => "
+                           "/tile [1-9]\\d* \\/ 72 · about .* left/.test(e.innerText))", timeout=120_000)
+    tiles_s = page.evaluate("() => (window.__mpTiles - window.__mpClick) / 1000")
+    print(f"progress shown {first_s:.3f} s after the click; tile counts {tiles_s:.3f} s after it")
+    assert 0 <= first_s < 1.0, first_s
+    assert first_s <= tiles_s
+
+    page.locator("#enhance-stop").click()
+    page.wait_for_function("() => !document.querySelector('.progress-level')", timeout=30_000)
+    log = Path(served["log"])
+    for _ in range(240):  # the worker notices the Stop when its current tile is done
+        if "srresnet_x4 stopped by the user at tile" in log.read_text(errors="replace"):
+            break
+        page.wait_for_timeout(250)
+    else:
+        pytest.fail("the worker did not stop after Stop was pressed")
+    assert "Internal error" not in page.locator("body").inner_text()
+
+    page.locator("#enhance-ensemble input").uncheck()  # the queue is free: a short run goes through
+    chromium.upload(page, "enhance", CT)
+    chromium.choose_model(page, "Super-resolution x2", "srcnn_x2")
+    click_s, _, _ = chromium.click_run(page, timeout_s=120)
+    assert "srcnn_x2" in page.locator("#enhance-report").inner_text()
+    assert not page.errors, page.errors

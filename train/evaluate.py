@@ -199,9 +199,12 @@ def evaluate(
     (out / "maps").mkdir(parents=True, exist_ok=True)
 
     per: dict[str, dict[str, list[float]]] = {n: {} for n in rows_for}
-    for i, im in enumerate(tqdm(images, desc=f"eval {tag} ({subset})")):
+    # One step per (image, row): with many rows (x8 ensembles, large images) a bar per image stands still.
+    bar = tqdm(total=len(images) * len(rows_for), desc=f"eval {tag} ({subset})", unit="run", dynamic_ncols=True)
+    for i, im in enumerate(images):
         inp, target = _pair(im, i, task, scale, noise)
         for n in rows_for:
+            bar.set_postfix_str(f"image {i + 1}/{len(images)} {n}", refresh=False)
             t = time.perf_counter()
             res = inp if n == INPUT_ROW else enhance(inp, base_name(n), ensemble=n != base_name(n),
                                                       **_options(n, task, noise, inp, target))
@@ -214,9 +217,11 @@ def evaluate(
                 err = metrics.abs_error_map(res, target)
                 # Error maps are scaled x5 so a 0.2 error is white: small differences stay visible.
                 save_png(np.clip(err * 5, 0, 1), out / "maps" / f"{tag}_{im.id}_{n.replace(' ', '_').replace('(', '').replace(')', '')}.png")
+            bar.update()
         if i < maps:
             save_png(inp, out / "maps" / f"{tag}_{im.id}_degraded.png")
             save_png(target, out / "maps" / f"{tag}_{im.id}_target.png")
+    bar.close()
 
     ref_name = rows_for[0]
     mean = {n: {k: float(np.mean(v)) for k, v in per[n].items()} for n in rows_for}

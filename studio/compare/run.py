@@ -21,6 +21,7 @@ from models import enhance, model_card
 from models.errors import WeightsError
 from studio import handlers
 from studio.compare.options import Degradation, check_reference
+from studio.handlers.progress import TileProgress
 from train import metrics
 from train.degrade import compose, crop_to_multiple
 from train.tasks import TASKS as TRAIN_TASKS
@@ -260,8 +261,11 @@ def run_comparison(
                     # Warm-up on a corner: weights load and kernels initialise outside the timing,
                     # so "seconds / image" is steady-state inference for every row alike.
                     enhance(np.ascontiguousarray(run.input[:16, :16]), name)
+                # Tiles done / total and an estimate within this model's share of the bar; an exception
+                # from say (the tab's Stop) leaves the tile loop at once.
+                share = _model_share(say, i, steps, f"({i}/{len(runnable)}) ")
                 t0 = time.perf_counter()
-                out = enhance(run.input, name)
+                out = enhance(run.input, name, progress=TileProgress(share, name))
                 seconds = time.perf_counter() - t0
             except WeightsError as e:  # present but unreadable: a note on its row, the others still run
                 run.notes[name] = f"weights error: {handlers.errors._scrub(str(e), None)}"
@@ -277,6 +281,12 @@ def run_comparison(
     say((steps - 1) / steps, "scoring")
     _score(run)
     return run
+
+
+def _model_share(say: Callable[[float, str], Any], i: int, steps: int,
+                 prefix: str) -> Callable[[int, int, str], None]:
+    """``report(done, total, text)`` for model ``i``: its tiles fill the bar from ``i / steps`` to ``(i+1) / steps``."""
+    return lambda done, total, text: say((i + done / max(total, 1)) / steps, prefix + text)
 
 
 def _score(run: Run) -> None:

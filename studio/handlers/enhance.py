@@ -30,29 +30,40 @@ from studio.ui import render
 GPU_DURATION_S = int(os.environ.get("MEDENHANCE_GPU_DURATION", "120") or 120)
 
 
+def _spaces() -> Any:
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return spaces
+
+
 def _zero_gpu(duration: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``spaces.GPU(duration=...)`` on Hugging Face Spaces (ZeroGPU), else the identity.
 
     ``spaces.GPU`` has no effect outside ZeroGPU hardware, so having the
     package installed elsewhere is harmless; ``models`` never imports it.
     """
-    try:
-        import spaces  # type: ignore[import-not-found]
-    except ImportError:
-        return lambda fn: fn
-    return spaces.GPU(duration=duration)
+    spaces = _spaces()
+    return (lambda fn: fn) if spaces is None else spaces.GPU(duration=duration)
+
+
+# On ZeroGPU run_model runs in another process: a progress callback would have to be pickled.
+_CALLBACKS_REACH_THE_MODEL = _spaces() is None
 
 
 @_zero_gpu(GPU_DURATION_S)
-def run_model(image: np.ndarray, name: str, strength: float = 1.0, ensemble: bool = False) -> np.ndarray:
+def run_model(image: np.ndarray, name: str, strength: float = 1.0, ensemble: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Run model ``name`` on ``image`` (float32 [0, 1], (H, W[, 3])): the studio's only model call.
 
     ``strength`` in [0, 1] blends the output with the input; ``ensemble`` averages the
-    8 rotations/flips (see :func:`models.enhance`).
+    8 rotations/flips (see :func:`models.enhance`); ``progress(done, total)`` is called per
+    tile and may raise to stop the run (:class:`studio.handlers.progress.TileProgress`).
     On ZeroGPU this runs in a GPU worker process: arguments and result are
-    plain arrays, strings and floats so they pickle cheaply.
+    plain arrays, strings and floats so they pickle cheaply (the callers pass no ``progress`` there).
     """
-    return enhance(image, name, strength=strength, ensemble=ensemble)
+    return enhance(image, name, strength=strength, ensemble=ensemble, progress=progress)
 
 
 # --- the handlers ---------------------------------------------------------------------------
@@ -136,6 +147,7 @@ def enhance_upload(
     *,
     preview_max_side: int = 2048,
     result_ttl_s: int = 3600,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EnhanceResult:
     """Read an upload (DICOM: its de-identified copy), run a model, write the PNG and, for DICOM, a derived DICOM.
 
@@ -143,10 +155,11 @@ def enhance_upload(
     :func:`models.io.dicom_export.export_derived_dicom` from the de-identified
     copy: same (remapped) study, new series, the source referenced, pixels in
     the source's stored units. If only the DICOM export fails, the PNG is
-    still returned and the report says why.
+    still returned and the report says why. ``progress(done, total)`` is called per tile (see
+    :func:`run_model`); a :class:`studio.handlers.progress.Cancelled` it raises stops the run.
 
     Raises:
-        gr.Error: for every bad input and internal error.
+        gr.Error: for every bad input and internal error (``Cancelled`` when stopped).
     """
     name = _check_model(task, model)
     strength = parse_strength(strength)
@@ -156,7 +169,10 @@ def enhance_upload(
     upload = prepare_upload(path, result_ttl_s)
     with _as_user_errors("enhancing the image", path):
         t0 = time.perf_counter()
-        out = run_model(image, name, strength, ensemble)
+        if progress is not None and _CALLBACKS_REACH_THE_MODEL:
+            out = run_model(image, name, strength, ensemble, progress=progress)
+        else:
+            out = run_model(image, name, strength, ensemble)
         seconds = time.perf_counter() - t0
     with _as_user_errors("saving the result", path):
         bits = result_bits(meta, out)

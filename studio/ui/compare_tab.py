@@ -8,6 +8,7 @@ import gradio as gr
 
 from studio import compare, handlers
 from studio.config import Settings
+from studio.handlers import progress as runs
 from studio.ui import examples
 
 COMPARE_HELP = (
@@ -98,7 +99,9 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
             imported = gr.File(label="Add results from another tool (optional): one file per method, named after it, "
                                      "at the output size", file_count="multiple", type="filepath", file_types=None,
                                elem_id="compare-imported")
-            run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+            with gr.Row():
+                run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=3)
+                stop = gr.Button("Stop", variant="stop", elem_id="compare-stop", scale=1, min_width=80)
             report = gr.Markdown(label="Report", elem_id="compare-report")
     # Full width: up to 11 columns (scores, data range, border crop, time, note).
     table = gr.Dataframe(label="Metrics", interactive=False, wrap=True,
@@ -137,14 +140,29 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
     # --- handlers (thin: argument plumbing between components and studio.compare) ---------------
     def compare_models(file: Any, frame: Any, window: Any, models: Any, mode: Any, reference: Any = None,
                        degradation: Any = None, seed: Any = 0, results: Any = None,
-                       progress: gr.Progress = gr.Progress()):
+                       progress: gr.Progress = gr.Progress(), request: gr.Request = None):
         """Compare models on one image: (file, frame, window, models, mode, reference, degradation, seed, results)
         -> (results gallery, error-map gallery, metrics table, markdown report, ZIP path)."""
         # Parameter names are the API's keyword names (client.predict(file=..., models=[...], ...));
         # the None default makes `reference` (and `results`, another tool's outputs) optional for API clients.
-        return compare.compare_file(file, frame, window, models, mode, reference, degradation, seed, results,
-                                    progress=lambda f, text: progress(f, desc=text),
-                                    preview_max_side=grid_side, result_ttl_s=settings.result_ttl_s)
+        progress(0, desc="starting: reading the image")  # visible at once
+        session = getattr(request, "session_hash", None)
+        flag = runs.begin_run(session, "compare")
+
+        def say(fraction: float, text: str) -> None:
+            if flag.is_set():  # Stop: raised inside the tile loop of the model running now
+                raise runs.Cancelled()
+            progress(fraction, desc=text)
+
+        try:
+            return compare.compare_file(file, frame, window, models, mode, reference, degradation, seed, results,
+                                        progress=say, preview_max_side=grid_side,
+                                        result_ttl_s=settings.result_ttl_s)
+        finally:
+            runs.end_run(session, "compare", flag)
+
+    def stop_run(request: gr.Request) -> None:
+        runs.request_stop(getattr(request, "session_hash", None), "compare")
 
     def after_run(rid: str):
         r = compare.get_run(rid)
@@ -192,15 +210,16 @@ def build_compare_tab(demo: gr.Blocks, settings: Settings) -> None:
     group.change(_models_for_group, group, [models, degradation], **private)
     mode.change(_mode_visibility, mode, [degradation, seed, reference], **private)
 
-    run.click(compare_models, [file, frame, window, models, mode, reference, degradation, seed, imported],
-              [results, errors, table, report, download, run_id], api_name="compare",
-              api_description="Compare models on one image: (file, frame, window, models [names of one output "
-              "scale], mode ['simulate' | 'reference' | 'none'], reference [ground-truth file, reference mode], "
-              "degradation [key, simulate mode], seed, results [files of another tool, output size]) -> "
-              "(results gallery, error-map gallery, metrics table, "
-              "markdown report, ZIP of results + error maps + metrics.csv).",
-              concurrency_id="inference").success(
-        after_run, run_id, [left, right, slider, overview, zoomed, cx, cy, zoom, lo, hi], **private)
+    running = run.click(compare_models, [file, frame, window, models, mode, reference, degradation, seed, imported],
+                        [results, errors, table, report, download, run_id], api_name="compare",
+                        api_description="Compare models on one image: (file, frame, window, models [names of "
+                        "one output scale], mode ['simulate' | 'reference' | 'none'], reference [ground-truth file, "
+                        "reference mode], degradation [key, simulate mode], seed, results [files of another tool, "
+                        "output size]) -> (results gallery, error-map gallery, metrics table, "
+                        "markdown report, ZIP of results + error maps + metrics.csv).",
+                        concurrency_id="inference")
+    running.success(after_run, run_id, [left, right, slider, overview, zoomed, cx, cy, zoom, lo, hi], **private)
+    stop.click(stop_run, None, None, cancels=[running], **private)  # own concurrency group: never queued behind it
     left.input(on_slider, [run_id, left, right], slider, **private)
     right.input(on_slider, [run_id, left, right], slider, **private)
     overview.select(on_click, [run_id, zoom, lo, hi], [cx, cy, overview, zoomed], **private)

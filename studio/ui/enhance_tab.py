@@ -8,6 +8,7 @@ import gradio as gr
 
 from studio import handlers
 from studio.config import Settings
+from studio.handlers import progress as runs
 
 UPLOAD_HELP = (
     "DICOM (.dcm or no extension), PNG, JPEG or TIFF, 8 or 16 bit. "
@@ -67,7 +68,9 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                                    info="Averages the model's answers for the 8 rotations and flips of the "
                                         "input: a slightly lower error (SRResNet ×4 on held-out patients: +1.19 → "
                                         "+1.23 dB over bicubic), no structure a single pass would not give.")
-            run = gr.Button("Run", variant="primary", elem_id="enhance-run")
+            with gr.Row():
+                run = gr.Button("Run", variant="primary", elem_id="enhance-run", scale=3)
+                stop = gr.Button("Stop", variant="stop", elem_id="enhance-stop", scale=1, min_width=80)
             preview = gr.Image(label="Input as read (8-bit display)", type="pil", format="png",
                                image_mode=None, interactive=False, height=320)
             meta_md = gr.Markdown(elem_id="enhance-meta")
@@ -99,14 +102,27 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
         image, md, _ = handlers.inspect_upload(file_, frame_, window_)
         return handlers.preview_file(image, settings.result_ttl_s), md
 
-    def enhance(file: Any, task: str, model: str, frame: Any, window: Any, strength: Any = 1.0, ensemble: Any = False):
+    def enhance(file: Any, task: str, model: str, frame: Any, window: Any, strength: Any = 1.0, ensemble: Any = False,
+                progress: gr.Progress = gr.Progress(), request: gr.Request = None):
         """Enhance one image: (file, task, model, frame, window, strength, ensemble) -> ((before, after), markdown, PNG path)."""
         # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)); strength and
         # ensemble came last, with defaults, so clients written for the first five parameters keep working.
-        r = handlers.enhance_upload(file, task, model, frame, window, strength, ensemble,
-                                    preview_max_side=settings.preview_max_side,
-                                    result_ttl_s=settings.result_ttl_s)
+        # progress and request are filled in by Gradio and are not API inputs.
+        progress(0, desc="starting: reading the image, loading the model")  # visible at once, before any tile
+        session = getattr(request, "session_hash", None)
+        flag = runs.begin_run(session, "enhance")
+        tiles = runs.TileProgress(lambda d, t, text: progress((d, t), desc=text, unit="tiles"), str(model), flag)
+        try:
+            r = handlers.enhance_upload(file, task, model, frame, window, strength, ensemble,
+                                        preview_max_side=settings.preview_max_side,
+                                        result_ttl_s=settings.result_ttl_s, progress=tiles)
+        finally:
+            runs.end_run(session, "enhance", flag)
         return r.slider_files(settings.result_ttl_s), r.markdown, r.png_path, r.dicom_path
+
+    def stop_run(request: gr.Request) -> None:
+        # The click also cancels the Gradio event (cancels=); the flag stops the worker at its next tile.
+        runs.request_stop(getattr(request, "session_hash", None), "enhance")
 
     def show_dicom(path: str | None) -> str | None:
         # Runs in the browser session after /enhance succeeds: the State holds this session's DICOM path.
@@ -120,7 +136,11 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     task.change(_model_dropdown, task, model, **private)
     # Weights may be trained after the server started: refresh the model list on every page load.
     demo.load(_model_dropdown, task, model, **private)
-    run.click(enhance, [file, task, model, frame, window, strength, ensemble], [slider, result_md, download, dicom_path],
-              api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, window, "
-              "strength, ensemble) -> (before/after preview, markdown report, result PNG).", concurrency_id="inference",
-              ).success(show_dicom, dicom_path, dicom_download, **private)
+    running = run.click(enhance, [file, task, model, frame, window, strength, ensemble],
+                        [slider, result_md, download, dicom_path],
+                        api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, "
+                        "window, strength, ensemble) -> (before/after preview, markdown report, result PNG).",
+                        concurrency_id="inference")
+    running.success(show_dicom, dicom_path, dicom_download, **private)
+    # Its own (default) concurrency group: a Stop is never queued behind the run it stops.
+    stop.click(stop_run, None, None, cancels=[running], **private)

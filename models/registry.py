@@ -40,6 +40,9 @@ class ModelSpec:
             the user models folder (:mod:`models.plugins`); ``build`` then loads that file.
         sha256: user models: hex SHA-256 of the file, the model's identity (cards, studies, DICOM).
         path: user models: absolute path of the file.
+        noise_range: (low, high) of the noise sigma that :mod:`models.noise` estimates on the inputs the model was
+            trained on (display units); an input far above it gets a warning (:func:`models.noise.range_warning`).
+            None: not known (classical baselines, user models).
         info: user models: what the file and its sidecar say (architecture, parameters,
             licence, source, trained on, format); shown on the card, escaped.
     """
@@ -58,6 +61,7 @@ class ModelSpec:
     sha256: str | None = None
     path: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    noise_range: tuple[float, float] | None = None
 
     @property
     def kind(self) -> str:

@@ -44,6 +44,13 @@ _GAN_FAILS = (_SR_FAILS + " Trained with an adversarial loss: it can add texture
               "(compare the error maps); use the PSNR-oriented model for reading.")
 
 
+# Estimated noise sigma (models.noise) of the inputs each family was trained on, 1st-99th percentile over the
+# training images: `python scripts/noise_ranges.py`. The studio warns when an upload is far above the range.
+_CLEAN_SR_NOISE = {2: (0.0030, 0.0155), 4: (0.0032, 0.0172)}  # the CLAHE texture of the Hannover PNGs
+_REAL_SR_NOISE = {2: (0.0019, 0.0213), 4: (0.0023, 0.0224)}
+_DENOISE_NOISE = (0.0093, 0.1325)
+
+
 def _losses(name: str) -> str:
     """The card's sentence on the training losses of ``name``'s shipped weights."""
     return _LOSSES.get(name, "with L1.")
@@ -55,14 +62,14 @@ for s in (2, 4):
         f"SRCNN 9-5-5 (Dong et al. 2016) x{s}, 57k parameters, refining a bicubic upsample with a global "
         "residual connection. Trained on Hannover chest radiographs, patient-level split, "
         + _losses(f"srcnn_x{s}"),
-        fails=_SR_FAILS, weights=f"srcnn_x{s}.safetensors", build=partial(SRCNN, scale=s),
+        fails=_SR_FAILS, weights=f"srcnn_x{s}.safetensors", build=partial(SRCNN, scale=s), noise_range=_CLEAN_SR_NOISE[s],
     ))
     register(ModelSpec(
         f"vdsr_x{s}", "sr", s, 1,
         f"VDSR (Kim et al. 2016) x{s}: 20 conv layers, 32 channels, residual over bicubic. "
         "Trained on Hannover chest radiographs, patient-level split, "
         + _losses(f"vdsr_x{s}"),
-        fails=_SR_FAILS, weights=f"vdsr_x{s}.safetensors", build=partial(VDSR, scale=s),
+        fails=_SR_FAILS, weights=f"vdsr_x{s}.safetensors", build=partial(VDSR, scale=s), noise_range=_CLEAN_SR_NOISE[s],
     ))
 
 for s in (2, 4):
@@ -71,7 +78,7 @@ for s in (2, 4):
         f"EDSR-baseline-style x{s} (Lim et al. 2017): 8 residual blocks x 48 features, no batch norm, "
         "pixel-shuffle upsampling, residual over bicubic. Trained on Hannover chest radiographs, patient-level split, "
         + _losses(f"edsr_x{s}"),
-        fails=_SR_FAILS, weights=f"edsr_x{s}.safetensors", build=partial(EDSR, scale=s),
+        fails=_SR_FAILS, weights=f"edsr_x{s}.safetensors", build=partial(EDSR, scale=s), noise_range=_CLEAN_SR_NOISE[s],
     ))
 
 register(ModelSpec(
@@ -80,13 +87,13 @@ register(ModelSpec(
     "residual over bicubic; "
     "trained with L1, then MSE (PSNR-oriented): two MSE stages on the CPU, three on an H100, and a last one on the CPU "
     "with a moving average of the weights. An earlier stage is the starting point of srgan_x4.",
-    fails=_SR_FAILS, weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4),
+    fails=_SR_FAILS, weights="srresnet_x4.safetensors", build=partial(SRResNet, scale=4), noise_range=_CLEAN_SR_NOISE[4],
 ))
 register(ModelSpec(
     "srgan_x4", "sr", 4, 1,
     "SRGAN x4 (Ledig et al. 2017): the SRResNet generator fine-tuned with a standard GAN loss against a "
     "VGG-style discriminator plus L1 + feature (perceptual) loss. Sharper textures; may hallucinate detail.",
-    fails=_GAN_FAILS, weights="srgan_x4.safetensors", build=partial(SRResNet, scale=4),
+    fails=_GAN_FAILS, weights="srgan_x4.safetensors", build=partial(SRResNet, scale=4), noise_range=_CLEAN_SR_NOISE[4],
 ))
 register(ModelSpec(
     "rrdbnet_x4", "sr", 4, 1,
@@ -94,13 +101,13 @@ register(ModelSpec(
     "residual over bicubic; "
     "trained with L1, then MSE (PSNR-oriented): one MSE stage on the CPU, the last two on an H100. An earlier "
     "stage is the starting point of esrgan_x4.",
-    fails=_SR_FAILS, weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4),
+    fails=_SR_FAILS, weights="rrdbnet_x4.safetensors", build=partial(RRDBNet, scale=4), noise_range=_CLEAN_SR_NOISE[4],
 ))
 register(ModelSpec(
     "esrgan_x4", "sr", 4, 1,
     "ESRGAN x4 (Wang et al. 2018): RRDBNet fine-tuned with a relativistic-average GAN loss plus L1 + feature "
     "(perceptual) loss. Sharper textures; may hallucinate detail.",
-    fails=_GAN_FAILS, weights="esrgan_x4.safetensors", build=partial(RRDBNet, scale=4),
+    fails=_GAN_FAILS, weights="esrgan_x4.safetensors", build=partial(RRDBNet, scale=4), noise_range=_CLEAN_SR_NOISE[4],
 ))
 
 # --- restoration networks (issue: denoising and perceptual enhancement) --------------
@@ -117,13 +124,13 @@ _DENOISER_FAILS = (
 register(ModelSpec(
     "dae", "denoise", 1, 1,
     "Convolutional denoising autoencoder with skip connections (3-level U-Net, 32-256 channels). " + _DENOISER_TRAINING,
-    fails=_DENOISER_FAILS, weights="dae.safetensors", build=partial(DenoisingAutoencoder, in_channels=1, width=32, levels=3),
+    fails=_DENOISER_FAILS, noise_range=_DENOISE_NOISE, weights="dae.safetensors", build=partial(DenoisingAutoencoder, in_channels=1, width=32, levels=3),
 ))
 register(ModelSpec(
     "dncnn", "denoise", 1, 1,
     "DnCNN-style blind denoiser (Zhang et al. 2017): 17 conv layers x 32 channels, no batch norm, predicts the "
     "noise. " + _DENOISER_TRAINING,
-    fails=_DENOISER_FAILS, weights="dncnn.safetensors", build=partial(DnCNN, in_channels=1),
+    fails=_DENOISER_FAILS, noise_range=_DENOISE_NOISE, weights="dncnn.safetensors", build=partial(DnCNN, in_channels=1),
 ))
 register(ModelSpec(
     "gated_enhance", "enhance", 1, 1,
@@ -179,7 +186,7 @@ def _register_real(arch: str, base: str, steps: int, realistic: tuple[float, flo
         f"the external CRs ({base}: {bch:+.2f} / {bcx:+.2f}), so use {base} for clean images. Trained on one DICOM "
         "source only (a cat's DX); noise far above dose 300 photons/pixel at full scale and blur wider than 1.5 px "
         "are outside its training range.",
-        weights=f"{base}_real.safetensors", build=build,
+        weights=f"{base}_real.safetensors", build=build, noise_range=_REAL_SR_NOISE[spec.scale],
     ))
 
 

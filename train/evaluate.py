@@ -35,7 +35,7 @@ from models.resample import bicubic_resize_tensor, to_numpy, to_tensor
 from . import metrics
 from .data import Image, find_images, find_patient_csv, load_images, load_or_make_split, read_patient_map
 from .degrade import crop_to_multiple
-from .realistic import DENOISE_REAL_EVAL, SR_REAL_EVAL
+from .realistic import DENOISE_REAL_EVAL, SR_PG_EVAL, SR_REAL_EVAL
 from .signal import SignalImage, load_signal, resize_signal, to_display
 from .tasks import DENOISE_EVAL, TASKS, _eval_noise, registry_task
 
@@ -118,12 +118,32 @@ def _pair(im: Any, i: int, task: str, scale: int, noise: str) -> tuple[np.ndarra
     """(degraded input, clean target) of image ``i``: display images, or signal images for realistic tasks."""
     if isinstance(im, SignalImage):
         sig = crop_to_multiple(im.signal, scale)
-        level = scale if task == "sr_real" else noise
+        level = scale if registry_task(task) == "sr" else noise
         return TASKS[task].signal_eval(sig, im.table, level, i), to_display(sig, im.table)
     target = crop_to_multiple(im.pixels, scale)
     if task == "denoise":
         return _eval_noise(target, scale, seed=i, kind=noise), target
     return TASKS[task].eval_degrade(target, scale, i), target
+
+
+def native_crops(im: Any, side: int) -> list[Any]:
+    """Up to four ``side``-px crops of ``im`` (an :class:`Image` or :class:`SignalImage`) at its native
+    resolution, centred at 1/3 and 2/3 of its height and width (one centred crop if the image is smaller than
+    two crops); ids ``<id>@crop<k>``. What users upload is full resolution: shrinking a radiograph to 640 px
+    (``max_side``) makes it sharper per pixel than an upload, and scores there do not hold at native size."""
+    arr = im.signal if isinstance(im, SignalImage) else im.pixels
+    h, w = arr.shape[:2]
+    s = min(side, h, w)
+    centres = [(h // 2, w // 2)] if min(h, w) < 2 * s else [(h * i // 3, w * j // 3) for i in (1, 2) for j in (1, 2)]
+    out = []
+    for k, (cy, cx) in enumerate(centres):
+        y, x = min(max(cy - s // 2, 0), h - s), min(max(cx - s // 2, 0), w - s)
+        if isinstance(im, SignalImage):
+            out.append(SignalImage(f"{im.id}@crop{k}", np.ascontiguousarray(arr[y : y + s, x : x + s]), im.table,
+                                   meta=im.meta))
+        else:
+            out.append(Image(f"{im.id}@crop{k}", np.ascontiguousarray(arr[y : y + s, x : x + s])))
+    return out
 
 
 def _row_names(names: list[str], task: str, scale: int, ensemble: bool = False) -> list[str]:
@@ -158,6 +178,7 @@ def evaluate(
     colour: bool = False,
     max_side: int = 0,
     ensemble: bool = False,
+    crop: int = 0,
 ) -> list[dict[str, Any]]:
     """Score ``names`` (plus baseline rows) on the ``subset`` images of the split.
 
@@ -167,7 +188,8 @@ def evaluate(
     exceeds it, so full-resolution radiographs match the scale the models were
     trained at (the Hannover PNGs are 640 px). ``ensemble`` adds a row
     ``<model>+x8`` per network: the same weights with the x8 geometric
-    self-ensemble (:mod:`models.ensemble`).
+    self-ensemble (:mod:`models.ensemble`). ``crop`` > 0 (instead of ``max_side``) scores up to four
+    native-resolution crops of ``crop`` px per image (:func:`native_crops`): the resolution users upload.
 
     Degradation: the task's fixed evaluation degradation (:mod:`train.tasks`;
     for denoising the ``noise`` kind), seeded per image. Metrics on [0, 1]
@@ -184,6 +206,9 @@ def evaluate(
     if real and colour:
         raise ValueError(f"{task} is grayscale (detector signal); --colour does not apply")
     scale = scale if sr else 1
+    if crop and max_side:
+        raise ValueError("give --crop (native-resolution crops) or --max-side (shrunk images), not both")
+    native = crop
     crop = scale if sr else 0
     rows_for = _row_names(names, task, scale, ensemble)
     split = external_split(data) if subset == "external" else load_or_make_split(data, split_file or DEFAULT_SPLIT)
@@ -192,9 +217,12 @@ def evaluate(
         images: list[Any] = load_signal_images(data, ids, max_side)
     else:
         images = [fit_side(im, max_side) for im in load_images(data, ids, grayscale=not colour)]
-    tag = {"sr": f"sr_x{scale}", "sr_real": f"sr_real_x{scale}", "denoise": f"denoise_{noise}",
+    if native:
+        images = [c for im in images for c in native_crops(im, native)]
+    tag = {"sr": f"sr_x{scale}", "sr_real": f"sr_real_x{scale}", "sr_pg": f"sr_pg_x{scale}", "denoise": f"denoise_{noise}",
            "denoise_real": f"denoise_real_{noise}", "enhance": "enhance"}[task]
     tag += "_colour" if colour else ""
+    tag += f"_native{native}" if native else ""
     out = Path(out_dir)
     (out / "maps").mkdir(parents=True, exist_ok=True)
 
@@ -262,6 +290,7 @@ def evaluate(
              "never used for training or selection" if subset == "external" else
              f"{len(images)} {subset} images of {len(split['patients'][subset])} held-out patients")
     where += f", longer side <= {max_side} px" if max_side else ""
+    where += f", native-resolution crops of {native} px (up to 4 per image)" if native else ""
     what = {"sr": f"x{scale} super-resolution (antialiased bicubic degradation)",
             "denoise": f"denoising, {noise} noise {DENOISE_EVAL.get(noise, ('', {}))[1]}",
             "enhance": "enhancement (contrast 0.5, gamma 1.5, brightness -0.05, noise 0.02)",
@@ -269,6 +298,9 @@ def evaluate(
             f"{SR_REAL_EVAL['sigma_y']} px at {SR_REAL_EVAL['angle']:g} deg, bicubic down, Poisson-Gaussian dose "
             f"{SR_REAL_EVAL['dose']:g} read {SR_REAL_EVAL['read_sigma']} in the signal domain, display window, "
             f"JPEG q{SR_REAL_EVAL['quality']})",
+            "sr_pg": f"x{scale} super-resolution of noisy inputs (antialiased bicubic sampling of the detector signal, "
+            f"Poisson-Gaussian dose {SR_PG_EVAL['dose']:g} read {SR_PG_EVAL['read_sigma']} at the LR pixels, display "
+            "window)",
             "denoise_real": f"denoising, Poisson-Gaussian detector noise {DENOISE_REAL_EVAL.get(noise)} in the signal "
             "domain before the display window (NLM given each image's measured noise sigma)"}[task]
     md = to_markdown(rows, f"{what} on {where}, {dt.date.today().isoformat()}")
@@ -286,7 +318,7 @@ def evaluate(
                     + (f" --scale {scale}" if sr else "") + (f" --noise {noise}" if registry_task(task) == "denoise" else "")
                     + (" --colour" if colour else "")
                     + (f" --subset external --data {data}" if subset == "external" else "")
-                    + (f" --max-side {max_side}" if max_side else ""),
+                    + (f" --max-side {max_side}" if max_side else "") + (f" --crop {native}" if native else ""),
                 }
                 spec = get_spec(r["model"])
                 if spec.source == "user":  # never rewrite a user's file: scores go beside it, tied to its SHA-256

@@ -24,6 +24,8 @@ Environment:
     ``MEDENHANCE_PLAN=ort``   prefer ONNX Runtime whatever its speed (benchmarks);
                               it must still pass the fidelity check, else fp32.
     ``MEDENHANCE_ORT=0``      never offer the ONNX Runtime candidate.
+    ``MEDENHANCE_COMPILE=1``  also offer ``torch.compile`` (Inductor, :mod:`models.compiled`): often
+                              faster, but compiling takes minutes inside the first request.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import onnx_backend, stages
+from . import compiled, onnx_backend, stages
 from .tiling import Progress, staged_tiled_apply, tiled_apply
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ _lock = threading.Lock()
 class ExecPlan:
     """How to run a module: autocast dtype (None = fp32), channels-last layout, and backend.
 
-    ``backend`` is ``"torch"`` or ``"onnxruntime"`` (CPU, fp32, NCHW only). ``staged``: tiles are
+    ``backend`` is ``"torch"``, ``"onnxruntime"`` (CPU, fp32, NCHW only) or ``"inductor"``
+    (``torch.compile``, fp32, opt-in: :mod:`models.compiled`). ``staged``: tiles are
     run as two stages (:mod:`models.stages`, :func:`forward_tiled`), each with this backend and layout.
     """
 
@@ -72,7 +75,7 @@ class ExecPlan:
     @property
     def label(self) -> str:
         d = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
-        prefix = "ort-" if self.backend == "onnxruntime" else ""
+        prefix = {"onnxruntime": "ort-", "inductor": "compiled-"}.get(self.backend, "")
         return prefix + d + ("+channels_last" if self.channels_last else "") + ("+staged" if self.staged else "")
 
 
@@ -125,6 +128,9 @@ def run(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, contiguous: bo
         if onnx_backend.usable(module):
             return onnx_backend.run(module, x, **kwargs)
         plan = ExecPlan()  # e.g. a reloaded module whose export failed: plain PyTorch fp32
+    if plan.backend == "inductor":
+        y = compiled.run(module, x, **kwargs)
+        return y.float().contiguous() if contiguous else y.float()
     if plan.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=plan.dtype or torch.float32, enabled=plan.dtype is not None):
@@ -173,7 +179,7 @@ def candidates(device: str) -> list[ExecPlan]:
         plans += [ExecPlan(torch.bfloat16, True), ExecPlan(torch.float16, True)]
     elif torch.backends.mkldnn.is_available() and _native_cpu_bf16():
         plans += [ExecPlan(torch.bfloat16, False), ExecPlan(torch.bfloat16, True)]
-    return plans + ort_plans
+    return plans + ort_plans + ([ExecPlan(backend="inductor")] if compiled.enabled() else [])
 
 
 def _native_cpu_bf16() -> bool:
@@ -253,9 +259,15 @@ def _set_layout(module: torch.nn.Module, st: stages.Stages | None, channels_last
 
 def _screened(name: str, module: torch.nn.Module, st: stages.Stages | None, plans: list[ExecPlan],
               x: torch.Tensor, kw: dict) -> list[ExecPlan]:
-    """``plans`` without those ``SCREEN_FACTOR`` times slower than the fastest on a tiny crop (one timed run)."""
-    if len(plans) < 2:
+    """``plans`` without those ``SCREEN_FACTOR`` times slower than the fastest on a tiny crop (one timed run).
+
+    Compiled plans are never screened out: their first calls compile, and on a tiny crop their
+    time is guards and launch overhead, not what a tile costs.
+    """
+    if len([p for p in plans if p.backend != "inductor"]) < 2:
         return plans
+    kept_compiled = [p for p in plans if p.backend == "inductor"]
+    plans = [p for p in plans if p.backend != "inductor"]
     small = x[:, :, :SCREEN_SIDE, :SCREEN_SIDE]
     skw = {"stats": module.image_stats(small)} if kw else {}
     secs: dict[ExecPlan, float] = {}
@@ -273,7 +285,7 @@ def _screened(name: str, module: torch.nn.Module, st: stages.Stages | None, plan
     if dropped:
         log.info("plan %s: screened out on a %d px crop (fastest %.0f ms): %s", name, SCREEN_SIDE,
                  fastest * 1e3, ", ".join(dropped))
-    return kept
+    return kept + kept_compiled
 
 
 def lr_tile_for(tile: int) -> int:

@@ -196,3 +196,24 @@ def test_lr_tiles_grow_with_the_sub_tile_up_to_the_limit():
     assert devmod.lr_tile_for(128) == devmod.LR_TILE == 512
     assert devmod.lr_tile_for(16) == 64  # a small tile bounds memory: the LR tiles shrink with it
     assert devmod.lr_tile_for(1024) == 1024
+
+
+@pytest.mark.slow
+def test_compiled_candidate_is_opt_in_and_faithful(monkeypatch):
+    """MEDENHANCE_COMPILE=1 adds torch.compile (Inductor); its output matches eager fp32 on odd tile sizes."""
+    from models import compiled
+
+    monkeypatch.delenv("MEDENHANCE_PLAN", raising=False)
+    monkeypatch.delenv("MEDENHANCE_COMPILE", raising=False)
+    assert all(p.backend != "inductor" for p in devmod.candidates("cpu"))
+    monkeypatch.setenv("MEDENHANCE_COMPILE", "1")
+    assert devmod.ExecPlan(backend="inductor") in devmod.candidates("cpu")
+    module = _random_weights(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.PReLU(8), nn.Conv2d(8, 1, 3, padding=1)))
+    plan = devmod.ExecPlan(backend="inductor")
+    try:
+        with torch.no_grad():
+            for h, w in ((20, 24), (17, 31)):  # a second shape: dynamic, not a wrong cached kernel
+                x = torch.rand(1, 1, h, w)
+                assert devmod.psnr_torch(module(x), devmod.run(module, x, plan)) >= devmod.FIDELITY_MIN_PSNR_DB
+    finally:
+        compiled.clear()

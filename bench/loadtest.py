@@ -64,6 +64,7 @@ class LoadReport:
     doubles_sent: int = 0
     doubles_flagged: int = 0  # second copies answered with duplicate=True
     refused: int = 0  # requests refused by Gradio's full queue (503) and sent again
+    throttled: int = 0  # requests refused by the sign-in guard (429) and sent again after Retry-After
     errors: list[str] = field(default_factory=list)
     db_answers: int = 0
     db_duplicate_items: int = 0
@@ -90,7 +91,8 @@ class LoadReport:
                 f"acknowledged ({rate:.1f}/s), {self.doubles_sent} sent twice ({self.doubles_flagged} flagged duplicate)\n"
                 f"submit latency: p50 {self.percentile(50) * 1000:.0f} ms, p95 {self.percentile(95) * 1000:.0f} ms, "
                 f"max {max(self.latencies_s, default=float('nan')) * 1000:.0f} ms; "
-                f"{self.refused} requests refused as 'queue full' and sent again\n"
+                f"{self.refused} requests refused as 'queue full' (503) and {self.throttled} throttled (429), "
+                "sent again\n"
                 f"database: {self.db_answers} answers, {self.db_duplicate_items} items with more than one answer, "
                 f"{self.lost} acknowledged answers missing, {self.mismatched} stored with other values"
                 + (f"\n{self.processes} app processes; one killed (SIGKILL) after {self.killed_at_s:.1f} s: "
@@ -132,7 +134,8 @@ def run_load(url: str | Sequence[str], store: StudyStore, codes: Sequence[str], 
             reader ``i`` starts on ``url[i % len(url)]``.
         store: the same database the servers use (to verify what was stored).
         codes: one access code per simulated reader.
-        client: ``"http"`` (:class:`HttpClient`) or ``"gradio"`` (``gradio_client.Client``), one per reader.
+        client: ``"http"`` (:class:`HttpClient` on the /call API), ``"browser"`` (:class:`HttpClient` with the
+            browser's queue protocol and one session per reader) or ``"gradio"`` (``gradio_client.Client``).
         think_s: mean pause between a reader's answers (uniform 0 … 2 x think_s); 0 = as fast as possible.
         kill: kills the process serving ``url[0]`` (SIGKILL); called once, when ``kill_after_s`` seconds
             have passed or ``kill_after_answers`` answers were acknowledged, whichever comes first. Its
@@ -247,6 +250,7 @@ def run_load(url: str | Sequence[str], store: StudyStore, codes: Sequence[str], 
             with lock:
                 finished[index] = True
                 report.refused += getattr(client, "refused", 0)
+                report.throttled += getattr(client, "throttled", 0)
             try:
                 client.close()
             except Exception:  # noqa: BLE001
@@ -405,8 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=1, help="app processes serving the study (readers round-robin)")
     ap.add_argument("--kill-after", type=float, default=None, metavar="SECONDS",
                     help="SIGKILL the first process this many seconds into the load (needs --processes 2 or more)")
-    ap.add_argument("--client", choices=["http", "gradio"], default="http",
-                    help="http: a light client of the HTTP API (default); gradio: gradio_client (CPU-heavier)")
+    ap.add_argument("--client", choices=["http", "browser", "gradio"], default="http",
+                    help="http: a light client of the /call HTTP API (default); browser: the browser's queue "
+                         "protocol, one session per reader; gradio: gradio_client (CPU-heavier)")
     ap.add_argument("--in-process", action="store_true",
                     help="serve from this process (shares the GIL with the clients: slower, pessimistic latencies)")
     args = ap.parse_args(argv)

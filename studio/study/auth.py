@@ -110,6 +110,9 @@ class AdminAuth:
         self._env = env_password or None
         self._salt = b""
         self._hash = ""
+        # In memory only: after one scrypt check, the right password is recognised by an HMAC under this key.
+        self._memo_key = secrets.token_bytes(32)
+        self._verified: bytes | None = None
         if self._env is None:
             self._load_or_create()
 
@@ -139,10 +142,33 @@ class AdminAuth:
             raise RuntimeError(f"cannot read the admin password hash {self.path}: {e}; "
                                "delete the file to generate a new password") from None
 
-    def check(self, password: object) -> bool:
-        """True when ``password`` is the admin password (constant-time comparison)."""
+    def _digest(self, password: str) -> bytes:
+        return hmac.new(self._memo_key, password.encode(), hashlib.sha256).digest()
+
+    def quick_check(self, password: object) -> bool | None:
+        """The answer of :meth:`check` when it is cheap (microseconds), None when it needs scrypt.
+
+        True for ``STUDIO_ADMIN_PASSWORD``, and for the generated password once :meth:`check` verified
+        it in this process (an HMAC under a per-process random key is kept, never the password);
+        False for a wrong ``STUDIO_ADMIN_PASSWORD`` or an empty/overlong/non-text value. This is what
+        lets :mod:`studio.guard` pass the right password through a flood of wrong ones.
+        """
         if not isinstance(password, str) or not password or len(password) > 256:
             return False
         if self._env is not None:
             return hmac.compare_digest(password.encode(), self._env.encode())
-        return hmac.compare_digest(_scrypt(password, self._salt), self._hash)
+        verified = self._verified
+        if verified is not None and hmac.compare_digest(self._digest(password), verified):
+            return True
+        return None
+
+    def check(self, password: object) -> bool:
+        """True when ``password`` is the admin password (constant-time comparison)."""
+        quick = self.quick_check(password)
+        if quick is not None:
+            return quick
+        assert isinstance(password, str)  # quick_check answered every other type
+        ok = hmac.compare_digest(_scrypt(password, self._salt), self._hash)
+        if ok:
+            self._verified = self._digest(password)
+        return ok

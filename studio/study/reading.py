@@ -174,6 +174,16 @@ def _seconds(item: Assignment, now: dt.datetime) -> float | None:
 
 # --- the reader's operations ------------------------------------------------------------------
 
+def code_exists(store: StudyStore, code_hash: str) -> bool:
+    """Whether some reader has the access code of this hash (:func:`~studio.study.auth.hash_code`).
+
+    One indexed query; :mod:`studio.guard` asks it before queueing a reader request with a code it
+    has not seen, so readers signing in are told apart from a flood of made-up codes.
+    """
+    with store.db.read() as s:
+        return s.scalar(select(Reader.id).where(Reader.code_hash == code_hash).limit(1)) is not None
+
+
 def hf_code(store: StudyStore, username: Any) -> str:
     """The access code of a signed-in Hugging Face user: their newest open study where the admin added them.
 

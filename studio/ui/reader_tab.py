@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import time
 import traceback
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
 
 from db import CRITERIA
+from studio.guard import Gate
 from studio.study import reading
+from studio.study.auth import hash_code
 from studio.study.store import StudyStore
+from studio.ui.served_images import ImageTokens, ServedImage, served_url
 
 logger = logging.getLogger("medenhance.studio.reader")
 
@@ -147,45 +146,16 @@ def guard(stage: str) -> Iterator[None]:
                        "are safe; try again.", title="Internal error", print_exception=False) from None
 
 
-_SERVE_DIR: Path | None = None
-_SERVE_TTL_S = 900
-_last_prune = 0.0
+def view_outputs(view: reading.ReaderView, tokens: ImageTokens, code: Any,
+                 request: gr.Request | None) -> tuple[Any, Any, dict[str, Any]]:
+    """A :class:`ReaderView` -> the endpoints' outputs (left image, right image, item JSON).
 
-
-def servable(path: Path | None) -> str | None:
-    """A variant PNG as a file Gradio may serve: hard-linked (else copied) under a fresh random name.
-
-    The data directory may lie outside what Gradio serves (e.g. ``/data`` on a
-    Space), and re-encoding a PIL image per request costs more than a link.
-    A new name per request keeps the URL from identifying a variant. Links
-    older than 15 minutes are pruned (Gradio keeps its own cached copy).
+    Over HTTP the images are served under fresh tokens (:mod:`studio.ui.served_images`): the
+    variant files are not copied, and the URLs name neither a variant nor a server path.
     """
-    global _SERVE_DIR, _last_prune
-    if path is None:
-        return None
-    if _SERVE_DIR is None or not _SERVE_DIR.is_dir():
-        _SERVE_DIR = Path(tempfile.mkdtemp(prefix="medenhance-reader-"))
-    now = time.time()
-    if now - _last_prune > 60:
-        _last_prune = now
-        for old in _SERVE_DIR.glob("*.png"):
-            try:
-                if old.stat().st_mtime < now - _SERVE_TTL_S:
-                    old.unlink()
-            except OSError:  # pruned by another request already
-                pass
-    target = _SERVE_DIR / f"{uuid.uuid4().hex}.png"
-    try:
-        os.link(path, target)
-    except OSError:  # another filesystem, or no hard links
-        shutil.copyfile(path, target)
-    os.utime(target)  # a link shares the variant's old mtime; the TTL counts from now
-    return str(target)
-
-
-def view_outputs(view: reading.ReaderView) -> tuple[str | None, str | None, dict[str, Any]]:
-    """A :class:`ReaderView` -> the endpoints' outputs (left image file, right image file, item JSON)."""
-    return servable(view.left), servable(view.right), view.public()
+    owner = hash_code(code)
+    return (served_url(tokens, view.left, owner, request), served_url(tokens, view.right, owner, request),
+            view.public())
 
 
 def _ui_update(item: dict[str, Any] | None) -> list[Any]:
@@ -214,10 +184,12 @@ def _ui_update(item: dict[str, Any] | None) -> list[Any]:
     ]
 
 
-def build_reader_tab(demo: gr.Blocks, store: StudyStore) -> None:
+def build_reader_tab(demo: gr.Blocks, store: StudyStore, gate: Gate, tokens: ImageTokens) -> None:
     """Lay out the Reader study tab inside the current ``gr.Tab`` and wire its events.
 
     Registers ``/reader_next``, ``/reader_rate`` and ``/reader_choose`` (see the module docstring).
+    ``gate`` learns every code the database accepted (signed-in readers pass a flood of wrong codes);
+    ``tokens`` serves the images.
     """
     gr.HTML(_HTML, js_on_load=_JS, elem_id="reader-setup")
     gr.Markdown(HELP)
@@ -234,10 +206,10 @@ def build_reader_tab(demo: gr.Blocks, store: StudyStore) -> None:
         display = gr.Radio(list(DISPLAY_PRESETS), value="As rendered", label="Display window/level", scale=3)
         zoom = gr.Slider(100, 400, value=100, step=25, label="Zoom (%)", scale=1)
     with gr.Row(elem_id="reader-images"):
-        left = gr.Image(label="Image", type="filepath", format="png", image_mode=None, interactive=False, height=640,
-                        buttons=["fullscreen"])
-        right = gr.Image(label="Right", type="filepath", format="png", image_mode=None, interactive=False, height=640,
-                         buttons=["fullscreen"], visible=False)
+        left = ServedImage(label="Image", type="filepath", format="png", image_mode=None, interactive=False,
+                           height=640, buttons=["fullscreen"])
+        right = ServedImage(label="Right", type="filepath", format="png", image_mode=None, interactive=False,
+                            height=640, buttons=["fullscreen"], visible=False)
     with gr.Group(visible=False, elem_id="reader-likert") as likert_box:
         radios = [gr.Radio(SCORES, label=CRITERION_LABELS[c], elem_id=f"reader-c-{c}") for c in CRITERIA]
         comment = gr.Textbox(label="Comment (optional)", lines=2, max_length=reading.MAX_COMMENT)
@@ -252,38 +224,44 @@ def build_reader_tab(demo: gr.Blocks, store: StudyStore) -> None:
     item_key = gr.Textbox(visible=False)
     item = gr.JSON(visible=False, label="Item")
 
-    def reader_next(code: str) -> tuple[Any, Any, dict[str, Any]]:
+    def next_view(code: str) -> reading.ReaderView:
+        view = reading.next_item(store, code)
+        gate.code_ok(code)  # the database knows this code: a flood of wrong ones will not slow it down
+        return view
+
+    def reader_next(code: str, request: gr.Request = None) -> tuple[Any, Any, dict[str, Any]]:
         """Sign in / resume: (access code) -> (left image, right image or None, item JSON)."""
         with guard("loading your next case"):
-            return view_outputs(reading.next_item(store, code))
+            return view_outputs(next_view(code), tokens, code, request)
 
     def reader_rate(code: str, item_key: str, overall: Any, noise: Any, sharpness: Any, contrast: Any,
-                    artefacts: Any, confidence: Any, comment: str) -> tuple[Any, Any, dict[str, Any]]:
+                    artefacts: Any, confidence: Any, comment: str,
+                    request: gr.Request = None) -> tuple[Any, Any, dict[str, Any]]:
         """Store Likert scores (1-5) for the current single-image item, then return the next item."""
         with guard("saving your rating"):
             scores = dict(zip(CRITERIA, (overall, noise, sharpness, contrast, artefacts, confidence)))
             saved = reading.submit_rating(store, code, item_key, scores, comment)
         with guard("loading your next case"):  # the answer is committed before the next case is read
-            view = reading.next_item(store, code)
+            view = next_view(code)
         view.saved = saved
-        return view_outputs(view)
+        return view_outputs(view, tokens, code, request)
 
-    def reader_choose(code: str, item_key: str, choice: str, confidence: Any,
-                      comment: str) -> tuple[Any, Any, dict[str, Any]]:
+    def reader_choose(code: str, item_key: str, choice: str, confidence: Any, comment: str,
+                      request: gr.Request = None) -> tuple[Any, Any, dict[str, Any]]:
         """Store a forced choice ("left"/"right", confidence 1-5) for the current pair, then return the next item."""
         with guard("saving your choice"):
             saved = reading.submit_preference(store, code, item_key, choice, confidence, comment)
         with guard("loading your next case"):
-            view = reading.next_item(store, code)
+            view = next_view(code)
         view.saved = saved
-        return view_outputs(view)
+        return view_outputs(view, tokens, code, request)
 
-    def reader_hf(profile: gr.OAuthProfile | None) -> tuple[str, Any, Any, dict[str, Any]]:
+    def reader_hf(profile: gr.OAuthProfile | None, request: gr.Request = None) -> tuple[str, Any, Any, dict[str, Any]]:
         # Gradio fills `profile` from the Space's OAuth session (None when signed out); the derived
         # code goes into the (password) code box, so every later request is checked as usual.
         with guard("signing you in"):
             code_ = reading.hf_code(store, profile.username if profile is not None else None)
-            return (code_, *view_outputs(reading.next_item(store, code_)))
+            return (code_, *view_outputs(next_view(code_), tokens, code_, request))
 
     outputs = [left, right, item]
     ui = [status, likert_box, pair_box, item_key, left, right, *radios, comment, choice, pair_conf, pair_comment]

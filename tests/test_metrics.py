@@ -147,7 +147,7 @@ def test_gmsd_matches_piq():
     #   piq.gmsd(torch.tensor(pred)[None, None], torch.tensor(ref)[None, None], data_range=1.0)
     # (colour: tensors (1, 3, H, W)). The odd-sized crop checks the zero-padded 2x2 mean of the last
     # row and column. (The earlier variant padded the gradients by replication and dropped an odd last row:
-    # 0.1-0.6 % lower on 512 x 512 radiograph crops, more on small images.)
+    # 0.1-0.6 % higher than this on 512 x 512 radiograph crops, more on small images.)
     yy, xx = np.mgrid[0:48, 0:40].astype(np.float64)
     ref = np.clip(0.5 + 0.4 * np.sin(xx / 3.0) * np.cos(yy / 5.0), 0, 1)
     ref[10:30, 12:25] += 0.08

@@ -24,7 +24,9 @@ from studio import handlers  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("models", "studio", "train", "db", "bench", "scripts")
 UNSAFE_LOADS = [
-    re.compile(r"\btorch\.load\s*\("),
+    # torch.load only with weights_only=True on the same line (user model files, models.user_nets): the
+    # weights-only unpickler refuses any pickle that asks for a function or a non-tensor object.
+    re.compile(r"\btorch\.load\s*\((?!.*\bweights_only\s*=\s*True\b)"),
     re.compile(r"\b(c?pickle|dill|joblib|cloudpickle)\.loads?\s*\("),
     re.compile(r"\bnp\.load\s*\([^)]*allow_pickle\s*=\s*True"),
     re.compile(r"\bnumpy\.load\s*\([^)]*allow_pickle\s*=\s*True"),

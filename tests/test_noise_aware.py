@@ -151,3 +151,17 @@ def test_probe_gives_one_logit_per_image_of_any_size():
     with torch.no_grad():
         assert p(torch.rand(3, 1, 40, 52)).shape == (3, 1)
         assert p(torch.rand(1, 1, 9, 9)).shape == (1, 1)
+
+
+def test_compare_reports_the_input_noise_and_warns_for_a_model_far_outside_its_training_range():
+    from studio.compare.report import report_markdown
+    from studio.compare.run import run_comparison
+
+    rng = np.random.default_rng(0)
+    noisy = np.clip(smooth_test_image(48, 48) + rng.normal(0, 0.08, (48, 48)), 0, 1).astype(np.float32)
+    run = run_comparison(noisy, ["edsr_x2", "edsr_x2_real"], 2)
+    md = report_markdown(run)
+    assert "estimated noise σ ≈ 0.0" in md and run.input_note in md
+    assert len(run.noise_warnings) == 2 and "edsr_x2 was trained on" in run.noise_warnings[0]
+    clean = run_comparison(smooth_test_image(48, 48), ["edsr_x2"], 2)
+    assert clean.noise_warnings == []

@@ -80,6 +80,9 @@ def report_markdown(run: Run, source: str = "") -> str:
         parts.append(f"### Reference\nInput: {_size(run.input)}{source}; ground truth: {_size(run.reference)}.")
     else:
         parts.append(f"### No reference\nInput: {_size(run.input)}{source}.")
+    if run.input_note:
+        parts.append(f"**Model input**: {run.input_note} (`models.noise`).")
+    parts += [f"⚠️ {w}" for w in run.noise_warnings]
     if run.reference is not None:
         de = ", mean CIEDE2000 ΔE (lower is better)" if run.colour else ""
         parts.append(f"**Scores**: `train.metrics`, the functions training and evaluation use: PSNR and SNR in dB, "
@@ -97,7 +100,7 @@ def report_markdown(run: Run, source: str = "") -> str:
     else:
         parts.append("**These numbers are not quality scores.** Without a reference nothing says which result is "
                      "closer to the truth. The table shows no-reference indicators: estimated noise σ "
-                     "(skimage `estimate_sigma`, wavelet MAD, [0, 1] units), sharpness (variance of the Laplacian; "
+                     "(`models.noise`: diagonal Haar detail, median block energy, [0, 1] units), sharpness (variance of the Laplacian; "
                      "noise and ringing raise it too) and RMS contrast (standard deviation of the luma). Use "
                      "*Simulate* or *Reference* mode for PSNR/SSIM.")
     parts.append("**Time**: seconds per image is one `enhance()` call on this server (networks on "

@@ -15,9 +15,11 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from skimage.restoration import estimate_sigma
 
-from models import enhance, model_card
+from models import enhance, get_spec, model_card
+from models.auto import ROUTES as AUTO_ROUTES
+from models.auto import decide as auto_decide
+from models.noise import estimate_sigma, measure_input, range_warning
 from models.errors import WeightsError
 from studio import handlers
 from studio.compare.options import Degradation, check_reference
@@ -42,13 +44,14 @@ def no_reference_indicators(image: np.ndarray) -> dict[str, float]:
     Args:
         image: float [0, 1], (H, W) or (H, W, 3).
     Returns:
-        ``noise_sigma``: estimated Gaussian noise sigma ([0, 1] units; wavelet MAD, skimage ``estimate_sigma``);
+        ``noise_sigma``: estimated noise sigma ([0, 1] units; :func:`models.noise.estimate_sigma`, the estimator
+        the noise-aware models and the automatic entries use);
         ``sharpness``: variance of the Laplacian of the luma (noise raises it as well);
         ``rms_contrast``: standard deviation of the luma.
     """
     colour = image.ndim == 3
     luma = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) if colour else image.astype(np.float64)
-    sigma = float(estimate_sigma(image, channel_axis=-1 if colour else None, average_sigmas=True))
+    sigma = estimate_sigma(image)
     return {"noise_sigma": sigma, "sharpness": float(ndimage.laplace(luma).var()), "rms_contrast": float(luma.std())}
 
 
@@ -99,7 +102,8 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     degradation: str | None = None
     seed: int = 0
-    input_note: str = ""
+    input_note: str = ""  # what models.noise measured on the model input (one line)
+    noise_warnings: list[str] = field(default_factory=list)  # models used far outside their training noise range
 
     @property
     def crop(self) -> int:
@@ -223,6 +227,8 @@ def run_comparison(
         check_reference(reference, image, scale)
         run.reference = reference
 
+    measured = measure_input(run.input)
+    run.input_note = measured.summary()
     runnable = []
     imported = dict(imported or {})
     for label, out in imported.items():
@@ -234,6 +240,9 @@ def run_comparison(
     for name in models:
         card = model_card(name)
         run.kinds[name] = card["kind"]
+        warning = range_warning(name, get_spec(name).noise_range, measured.sigma)
+        if warning:
+            run.noise_warnings.append(warning)
         if card["kind"] == "network" and not card.get("weights_present"):
             run.notes[name] = "weights missing: not run"
         else:
@@ -271,6 +280,8 @@ def run_comparison(
                 run.notes[name] = f"weights error: {handlers.errors._scrub(str(e), None)}"
         if out is not None:
             run.outputs[name], run.seconds[name] = out, seconds
+            if name in AUTO_ROUTES:  # the row says what the automatic entry measured and ran
+                run.notes[name] = auto_decide(run.input, name).summary()
     for label, out in imported.items():  # another tool's results: no time, scored like every row
         run.kinds[label] = "imported"
         run.outputs[label] = out

@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .csvsafe import safe_row
 from .errors import MedEnhanceError
 
 __all__ = ["BatchItem", "find_inputs", "main", "output_paths", "run_batch"]
@@ -266,7 +267,8 @@ def _one_line(exc: BaseException) -> str:
 
 def write_report(items: Iterable[BatchItem], path: Path) -> Path:
     """The report CSV (one row per input; pending rows were never reached), written atomically."""
-    rows = [asdict(i) for i in items]
+    # File names and error messages are text a spreadsheet could run as a formula (models.csvsafe).
+    rows = [safe_row(asdict(i)) for i in items]
     tmp = _partial_name(path)
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(BatchItem.__dataclass_fields__))

@@ -152,7 +152,7 @@ def test_no_patient_identifiers_in_logs_or_warnings(tmp_path: Path, monkeypatch,
 
 def _no_formula_cells(rows: list[list[str]]) -> list[str]:
     """Cells a spreadsheet would run as a formula (plain numbers such as -1.5 are numbers, not formulas)."""
-    from studio.csvsafe import FORMULA_START, needs_quote
+    from models.csvsafe import FORMULA_START, needs_quote
 
     return [cell for row in rows for cell in row if cell.startswith(FORMULA_START) and needs_quote(cell)]
 
@@ -160,7 +160,7 @@ def _no_formula_cells(rows: list[list[str]]) -> list[str]:
 def test_csv_cells_are_neutralised_but_numbers_stay_numbers() -> None:
     import pandas as pd
 
-    from studio.csvsafe import safe_cell, safe_frame
+    from models.csvsafe import safe_cell, safe_frame
 
     for text in ("=1+1", "+1+1", "-1+1", "@SUM(A1:A2)", "\t=1", "\r=1", "-A1", "+inf", "=HYPERLINK(\"x\")"):
         assert safe_cell(text) == "'" + text
@@ -233,3 +233,15 @@ def test_compare_metrics_csv_is_neutralised(tmp_path: Path) -> None:
     assert '\'=HYPERLINK("http://evil.example","click")' in rows[2]
     assert not _no_formula_cells(rows)
     assert float(rows[1][2]) > 0  # numbers are still numbers
+
+
+def test_batch_report_neutralises_formula_file_names(tmp_path):
+    """The batch CLI's report CSV follows the same rule: a file named '=cmd()' is written as text."""
+    import csv as _csv
+
+    from models.batch import BatchItem, write_report
+
+    item = BatchItem(input='=HYPERLINK("http://x")', output="out.png", status="error", message="@SUM(A1)")
+    path = write_report([item], tmp_path / "r.csv")
+    row = next(_csv.DictReader(path.open()))
+    assert all(not v.startswith(("=", "+", "@")) for v in row.values())

@@ -23,7 +23,7 @@ from studio.compare.imported import read_imported, upload_paths
 from studio.compare.options import DEFAULT_MODE, _seed, check_degradation, default_degradation, parse_mode, parse_models
 from studio.compare.run import Run, logger, remember, run_comparison
 from studio.compare.views import error_gallery, error_map_image, gallery
-from studio.csvsafe import safe_frame
+from models.csvsafe import safe_frame
 
 
 def _slug(label: str) -> str:
@@ -59,7 +59,7 @@ def write_zip(run: Run, out_dir: Path, bits: int, report: str) -> Path:
             name = f"{i:02d}_{_slug(label)}_abs_error.png"
             error_map_image(err, run.error_vmax).save(Path(tmp) / name, format="PNG")
             zf.write(Path(tmp) / name, f"error_maps/{name}", compress_type=zipfile.ZIP_STORED)
-        # Model labels are text a spreadsheet could run as a formula: the one CSV rule (studio.csvsafe).
+        # Model labels are text a spreadsheet could run as a formula: the one CSV rule (models.csvsafe).
         zf.writestr("metrics.csv", safe_frame(run.table()).to_csv(index=False), compress_type=zipfile.ZIP_DEFLATED)
         zf.writestr("README.md", report + "\n", compress_type=zipfile.ZIP_DEFLATED)
     return path

@@ -50,7 +50,7 @@ from db import (
     open_database,
 )
 from studio import stats
-from studio.csvsafe import safe_cell
+from models.csvsafe import safe_cell
 from studio.stats import plots
 
 # Column order of answers.csv (one row per answer; empty where a field does not apply).
@@ -133,7 +133,7 @@ def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str 
     """Rows as CSV text (also written to ``path`` if given); None and NaN become empty cells.
 
     Text that a spreadsheet would run as a formula (a reader's comment ``=HYPERLINK(...)``) is
-    neutralised by :func:`studio.csvsafe.safe_cell`; numbers are written as numbers.
+    neutralised by :func:`models.csvsafe.safe_cell`; numbers are written as numbers.
     """
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")

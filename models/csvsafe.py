@@ -1,4 +1,4 @@
-"""CSV cells a spreadsheet will not run: the one rule every export of the studio uses.
+"""CSV cells a spreadsheet will not run: the one rule every export uses (the studio and the batch CLI).
 
 A spreadsheet (Excel, LibreOffice, Google Sheets) evaluates a cell that starts with ``=``, ``+``,
 ``-`` or ``@`` as a formula, and a leading tab or carriage return can hide such a start. A reader's

@@ -174,7 +174,9 @@ def test_full_disk_while_deidentifying_a_dicom_upload(tmp_path: Path, monkeypatc
 def test_out_of_memory_tiles_fall_back_to_smaller_tiles(monkeypatch) -> None:
     image = np.random.default_rng(0).random((150, 170), dtype=np.float32)
     reference = enhance(image, "srcnn_x2", tile=1024)  # one tile, no fallback
-    real_run, calls, sizes = enhance_module.run, {"n": 0}, []
+    import models.device as device_module  # forward_tiled runs each tile through models.device.run
+
+    real_run, calls, sizes = device_module.run, {"n": 0}, []
 
     def flaky(module, x, plan, **kwargs):
         calls["n"] += 1
@@ -183,7 +185,7 @@ def test_out_of_memory_tiles_fall_back_to_smaller_tiles(monkeypatch) -> None:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_run(module, x, plan, **kwargs)
 
-    monkeypatch.setattr(enhance_module, "run", flaky)
+    monkeypatch.setattr(device_module, "run", flaky)
     out = enhance(image, "srcnn_x2")
     assert out.shape == reference.shape == (300, 340)
     np.testing.assert_allclose(out, reference, atol=1e-4)

@@ -28,7 +28,6 @@ from models import checksums, loading  # noqa: E402
 from models.enhance import enhance  # noqa: E402
 from studio import handlers  # noqa: E402
 
-enhance_module = sys.modules["models.enhance"]  # (models.enhance, the attribute, is the function)
 
 REPO = Path(__file__).resolve().parent.parent
 CT = None

@@ -19,10 +19,14 @@ already smoothed (heavily denoised, upscaled, or blurred).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # the reader's metadata; only its fields are read
+    from .io.meta import ImageMeta
 
 _BLOCK = 4  # Haar coefficients per block side (8 x 8 image pixels)
 _CHI2_16_MEDIAN = 0.9586561803126005  # median of chi2(16) / 16: a block of white noise's energy / sigma^2
@@ -136,6 +140,15 @@ class InputMeasurement:
 
 JPEG_BLOCKY = 1.15
 SMOOTHED = 0.15
+
+
+def stored_units_per_display_unit(meta: "ImageMeta") -> float | None:
+    """Stored pixel values per display unit of an image read with ``meta``'s linear window (window width
+    over rescale slope: an 8-bit PNG gives 255, a 12-bit CR read full range ~4095); None when the display
+    mapping is not linear (a VOI LUT or a Modality LUT table) or unknown."""
+    if meta.voi_lut_table is not None or meta.modality_lut == "lut" or not meta.window_width:
+        return None
+    return float(meta.window_width) / (float(meta.rescale_slope) or 1.0)
 
 
 def measure_input(image: np.ndarray, stored_per_unit: float | None = None) -> InputMeasurement:

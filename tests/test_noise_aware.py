@@ -165,3 +165,19 @@ def test_compare_reports_the_input_noise_and_warns_for_a_model_far_outside_its_t
     assert len(run.noise_warnings) == 2 and "edsr_x2 was trained on" in run.noise_warnings[0]
     clean = run_comparison(smooth_test_image(48, 48), ["edsr_x2"], 2)
     assert clean.noise_warnings == []
+
+
+def test_measure_endpoint_reports_noise_in_stored_units_and_warns_for_a_clean_model(tmp_path):
+    from studio.handlers import enhance_file, measure_file
+
+    rng = np.random.default_rng(7)  # not smooth_test_image's seed: its own noise would add, not in quadrature
+    img = np.clip(smooth_test_image(64, 64) + rng.normal(0, 0.08, (64, 64)), 0, 1)
+    path = tmp_path / "noisy.png"
+    PILImage.fromarray((img * 255).round().astype(np.uint8)).save(path)
+    r = measure_file(str(path), model="edsr_x2")
+    m = r["measurement"]
+    assert 0.06 < m["sigma"] < 0.1 and m["sigma_stored"] == pytest.approx(m["sigma"] * 255, rel=1e-6)
+    assert r["warning"] and "edsr_x2" in r["warning"] and r["auto"] is None
+    assert measure_file(str(path))["warning"] is None
+    _, md, _ = enhance_file(str(path), "Super-resolution x2", "edsr_x2")
+    assert "**Input**: estimated noise σ ≈ 0.0" in md and "⚠️" in md

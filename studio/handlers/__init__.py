@@ -3,6 +3,7 @@
 * :mod:`.uploads`: reading an upload (DICOM de-identified first), its preview and header panel;
 * :mod:`.options`: the tasks, models and options the Enhance tab offers, and how inputs are checked;
 * :mod:`.enhance`: running the model (``/enhance``) and writing PNG / DICOM results;
+* :mod:`.measure`: what the input looks like (``/measure``: noise, JPEG, smoothness, the automatic choice);
 * :mod:`.results`: the folder results are written to; :mod:`.errors`: how failures reach the user.
 
 The tabs (:mod:`studio.ui`) wire these functions to Gradio components; the
@@ -10,6 +11,7 @@ only Gradio object used here is ``gr.Error``.
 """
 
 from .enhance import EnhanceResult, enhance_file, enhance_upload, run_model
+from .measure import input_report, measure_file
 from .options import (
                       DEFAULT_TASK,
                       DEFAULT_WINDOW,
@@ -35,6 +37,8 @@ __all__ = [
     "default_model",
     "enhance_file",
     "enhance_upload",
+    "input_report",
+    "measure_file",
     "header_panel",
     "inspect_upload",
     "load_image",

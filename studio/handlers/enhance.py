@@ -21,6 +21,7 @@ from models.errors import ExportError
 from models.io.dicom_export import ExportOptions, export_derived_dicom
 from models.io.export import save_png
 from studio.handlers.errors import _as_user_errors, logger
+from studio.handlers.measure import input_report, report_markdown
 from studio.handlers.options import DEFAULT_WINDOW, _check_model, parse_ensemble, parse_strength
 from studio.handlers.results import preview_file, preview_files, result_bits, results_dir
 from studio.handlers.uploads import _DEID_KEY, _upload_path, load_image, prepare_upload
@@ -196,6 +197,9 @@ def enhance_upload(
         result = (f"### Result\n\n**{name}**{how}{blend} ran in **{render.format_duration(seconds)}** "
                   f"on {image.shape[1]} × {image.shape[0]} px → {w} × {h} px. "
                   f"Download: {downloads}.\n\n{note}\n\n{dicom_note}").rstrip()
+        # What the input looked like (noise, JPEG, smoothness), what an automatic entry chose, and a warning
+        # when the model is far outside its training noise range.
+        result += "\n\n" + report_markdown(input_report(image, meta, name))
         image_md = "### Image\n\n" + render.meta_markdown(meta.to_dict())
         if upload.is_dicom:
             image_md += "\n\n" + render.deid_markdown(upload.warnings)

@@ -92,6 +92,9 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                                          interactive=False, elem_id="enhance-dicom")
             result_md = gr.Markdown(label="Report", elem_id="enhance-report")
             dicom_path = gr.State(None)  # server-side only: never part of the /enhance API returns
+            # The /measure endpoint's output: API only (noise, JPEG, smoothness, the automatic choice).
+            measured = gr.JSON(visible=False)
+            measure = gr.Button("Measure", visible=False)
 
     def on_file(file_: Any, window_: Any) -> tuple[Any, str, gr.Number, str]:
         # inspect_upload de-identifies a DICOM upload first; header_panel reuses that copy.
@@ -128,7 +131,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
         # Runs in the browser session after /enhance succeeds: the State holds this session's DICOM path.
         return path
 
-    # UI-only helpers are private: the public API is /enhance alone.
+    # UI-only helpers are private: the public API is /enhance and /measure.
     private = {"api_visibility": "private"}
     file.change(on_file, [file, window], [preview, meta_md, frame, header_md], **private)
     frame.input(on_view, [file, frame, window], [preview, meta_md], trigger_mode="always_last", **private)
@@ -142,5 +145,9 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                         "window, strength, ensemble) -> (before/after preview, markdown report, result PNG).",
                         concurrency_id="inference")
     running.success(show_dicom, dicom_path, dicom_download, **private)
+    measure.click(handlers.measure_file, [file, frame, window, model], measured, api_name="measure",
+                  api_description="Measure an image before enhancing it: (file, frame, window, model) -> JSON with "
+                  "the estimated noise sigma ([0, 1] and stored units), JPEG blocking, smoothness, what an auto_* "
+                  "model would run and a warning if the model is far outside its training noise range.")
     # Its own (default) concurrency group: a Stop is never queued behind the run it stops.
     stop.click(stop_run, None, None, cancels=[running], **private)

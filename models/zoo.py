@@ -18,6 +18,9 @@ from .registry import ModelSpec, get_spec, register
 for s in (2, 4):
     register(ModelSpec(f"bicubic_x{s}", "sr", s, 0, "Bicubic interpolation (PyTorch, a = -0.75). The reference row of every SR table.", fn=classical.bicubic))
     register(ModelSpec(f"lanczos_x{s}", "sr", s, 0, "Lanczos-3 interpolation (Pillow).", fn=classical.lanczos))
+    register(ModelSpec(f"nlm_lanczos_x{s}", "sr", s, 0, "Non-local means (noise sigma estimated), then Lanczos-3: the "
+                       "classical pipeline for noisy inputs, the baseline row of realistic SR.",
+                       fn=classical.nlm_then_lanczos, options={"sigma": None, "h_factor": 0.8}))
 
 register(ModelSpec("histeq", "enhance", 1, 0, "Global histogram equalisation of the luma (scikit-image).", fn=classical.histogram_equalisation, options={"nbins": 256}))
 register(ModelSpec("clahe", "enhance", 1, 0, "CLAHE, contrast-limited adaptive histogram equalisation of the luma (scikit-image).", fn=classical.clahe, options={"clip_limit": 0.01, "kernel_size": None}))

@@ -151,6 +151,8 @@ def _row_names(names: list[str], task: str, scale: int, ensemble: bool = False) 
     reg = registry_task(task)  # sr_real models are SR models, etc.
     if reg == "sr":
         base = [f"bicubic_x{scale}", f"lanczos_x{scale}"]
+        if task != "sr":  # noisy inputs: the classical denoise-then-upscale pipeline too
+            base.append(f"nlm_lanczos_x{scale}")
     else:
         base = [INPUT_ROW] + [s.name for s in list_models(task=reg) if s.kind == "classical"]
     out = base + [n for n in names if n not in base]
@@ -266,6 +268,9 @@ def evaluate(
         }
         if sr:
             row["gain_vs_lanczos_db"] = round(m["psnr"] - mean[rows_for[1]]["psnr"], 3)
+            nlm = f"nlm_lanczos_x{scale}"
+            if nlm in mean:
+                row["gain_vs_nlm_lanczos_db"] = round(m["psnr"] - mean[nlm]["psnr"], 3)
         row["ssim_vs_" + ("bicubic" if sr else "input")] = round(m["ssim"] - mean[ref_name]["ssim"], 4)
         # Perceptual quality next to PSNR (lower is better): how the GAN models are judged.
         row["gmsd"] = round(m["gmsd"], 4)

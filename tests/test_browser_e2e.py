@@ -132,8 +132,10 @@ def test_enhance_tab_renders_the_slider_for_a_real_dicom(page, shots: Path) -> N
     assert 0.002 < diff.mean() < 0.1 and np.corrcoef(before.ravel(), after.ravel())[0, 1] > 0.9
     report = page.locator("#enhance-report").inner_text()
     assert "srcnn_x2" in report and "128 × 128 px → 256 × 256 px" in report
-    # The page's own stopwatch ran (click event -> last slider image loaded) inside Playwright's wait.
-    assert 0 < model_s <= click_s <= driver_s < 120
+    # The page's own stopwatch ran (click event -> last slider image loaded) inside Playwright's wait, and the
+    # model's time fits in that wait. Model time vs the page's figure is not asserted: on a loaded CI machine
+    # the renderer dispatched the click event ~30 ms after the server had started (0.833 s model, 0.807 s page).
+    assert 0 < click_s <= driver_s < 120 and 0 < model_s <= driver_s
     # The derived DICOM and the 16-bit PNG are offered for download.
     png = page.locator("#enhance-download a[download]")
     dcm = page.locator("#enhance-dicom a[download]")

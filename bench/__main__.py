@@ -10,15 +10,14 @@ timings, exports; once per process); and efficiency = (FLOPs / measured peak)
 / measured time, where the peak comes from a matrix-multiply probe (fp32, and
 bf16 where a bf16 plan can be chosen) run in the same process. Besides the full
 table, ``summary.md`` has one row per network: efficiency at 256², 1024² and
-the whole CR, and the whole-CR seconds. ``--models compact_x4_random`` times
-the compact x4 network with random weights (:mod:`bench.whole_cr`).
+the whole CR, and the whole-CR seconds (:mod:`bench.whole_cr`).
 ``--plans fp32,auto`` compares the fp32 reference ("before") with the
 automatically selected plan ("after"); ``torch`` is the automatic choice
 without ONNX Runtime and ``ort`` forces ONNX Runtime (when installed and
 within 50 dB of fp32). Writes CSV + markdown into ``--out``.
 
     python -m bench                       # all networks, CPU (CUDA when present): 256², 1024², whole CR
-    python -m bench --models srresnet_x4,rrdbnet_x4,compact_x4_random --sizes 256,1024,cr --cr-repeats 3
+    python -m bench --models srresnet_x4,rrdbnet_x4,compact_x4_real --sizes 256,1024,cr --cr-repeats 3
     python -m bench --models vdsr_x2,srcnn_x2 --sizes 512 --repeats 5
     python -m bench --models dncnn --sizes 512 --plans fp32,torch,ort,auto
     python -m bench --memory-test         # x4 SR of 2048x2048 (8192x8192 output), peak RSS
@@ -49,7 +48,7 @@ from models.user_nets import param_count
 from .flops import flops_per_output_pixel, matmul_peak
 from .memory import peak_rss
 from .report import write_table
-from .whole_cr import COMPACT_RANDOM, compact_random, whole_cr
+from .whole_cr import whole_cr
 
 
 def time_enhance(image: np.ndarray, name: str, repeats: int, warm_up: np.ndarray | None = None) -> list[float]:
@@ -166,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: user model {prob.file} not registered: {prob.message}", flush=True)
     device = default_device()
     names = [n for n in args.models.split(",") if n] or [s.name for s in list_models() if s.kind == "network"]
-    if COMPACT_RANDOM in names:
-        compact_random()
     n = args.peak_size
     peaks = {"fp32": matmul_peak(torch.float32, n, device=device)}
     # bf16 only where a bf16 plan can be chosen: elsewhere the probe alone takes minutes and scales nothing.

@@ -288,12 +288,33 @@ def _screened(name: str, module: torch.nn.Module, st: stages.Stages | None, plan
     return kept + kept_compiled
 
 
-def lr_tile_for(tile: int) -> int:
+def last_level_cache_bytes() -> int:
+    """Size of the CPU's last-level cache (Linux sysfs; 32 MiB, a Zen 3 CCX's L3, where it cannot be read)."""
+    for index in (3, 2):
+        try:
+            text = open(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size").read().strip()
+        except OSError:
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+        return int(text.rstrip("KM")) * unit
+    return 32 << 20
+
+
+def lr_tile_for(tile: int, module: torch.nn.Module | None = None, margin: int = 0) -> int:
     """Core of the low-resolution tiles of a staged network whose HR sub-tiles are ``tile`` px.
 
-    A small ``tile`` (bounding memory) shrinks these too: at most 4x its side.
+    A small ``tile`` (bounding memory) shrinks these too: at most 4x its side. A network whose whole body
+    runs at low resolution with ``lr_feats`` channels (CompactSR) gets tiles whose conv input and output,
+    margin included, fit in 3/4 of the last-level cache: measured on the 2-core Zen 3 (32 MiB L3), its
+    32-channel convs run at 180-190 GFLOP/s on tiles up to ~130k px and at ~100 GFLOP/s on 512 + 2 x 20 px
+    tiles (305k px), so 256 px cores are 1.4x faster despite recomputing more margin.
     """
-    return max(tile, min(LR_TILE, 4 * tile))
+    side = max(tile, min(LR_TILE, 4 * tile))
+    feats = getattr(module, "lr_feats", None)
+    if feats:
+        fit = int((0.75 * last_level_cache_bytes() / (2 * 4 * feats)) ** 0.5) - 2 * margin
+        side = min(side, max(64, fit // 32 * 32))
+    return side
 
 
 def forward_tiled(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, device: str, scale: int, tile: int,
@@ -319,5 +340,6 @@ def forward_tiled(module: torch.nn.Module, x: torch.Tensor, plan: ExecPlan, devi
         return run(st.hr, f, plan).clamp_(0, 1).cpu()
 
     # The LR tiles' margin covers both stages, so the features are exact where sub-tiles read them.
-    return staged_tiled_apply(lr, hr, x, scale, lr_tile_for(tile), margin + st.hr_margin, tile, st.hr_margin,
+    lr_margin = margin + st.hr_margin
+    return staged_tiled_apply(lr, hr, x, scale, lr_tile_for(tile, module, lr_margin), lr_margin, tile, st.hr_margin,
                               progress=progress)

@@ -126,7 +126,11 @@ def enhance(
         out = self_ensemble(lambda im: run_one(im, _nth_pass(progress, next(passes), len(TRANSFORMS))), image)
     else:
         out = run_one(image, progress)
-    out = np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    # In place: a whole CR at x4 is 230 MB, and a clipped copy of it cost 0.8 s of a 9 s run.
+    out = np.asarray(out, dtype=np.float32)
+    if not out.flags.writeable:
+        out = out.copy()
+    np.clip(out, 0.0, 1.0, out=out)
     if strength < 1.0:
         start = upscale(image, spec.scale) if spec.scale > 1 else image
         out = np.clip(start + np.float32(strength) * (out - start), 0.0, 1.0).astype(np.float32, copy=False)

@@ -198,6 +198,19 @@ def test_lr_tiles_grow_with_the_sub_tile_up_to_the_limit():
     assert devmod.lr_tile_for(1024) == 1024
 
 
+def test_low_resolution_networks_get_tiles_that_fit_the_cache(monkeypatch):
+    """CompactSR's tiles keep a conv's input and output, margin included, in 3/4 of the last-level cache."""
+    from models.arch.compact import CompactSR
+
+    net = CompactSR(scale=4, feats=32, convs=14)
+    monkeypatch.setattr(devmod, "last_level_cache_bytes", lambda: 32 << 20)
+    side = devmod.lr_tile_for(128, net, margin=20)
+    assert side == 256 and 2 * 4 * 32 * (side + 40) ** 2 <= 0.75 * (32 << 20)
+    monkeypatch.setattr(devmod, "last_level_cache_bytes", lambda: 256 << 20)  # a big cache: the usual limit
+    assert devmod.lr_tile_for(128, net, margin=20) == devmod.LR_TILE
+    assert devmod.lr_tile_for(128, nn.Conv2d(1, 1, 3), margin=20) == devmod.LR_TILE  # no lr_feats: unchanged
+
+
 @pytest.mark.slow
 def test_compiled_candidate_is_opt_in_and_faithful(monkeypatch):
     """MEDENHANCE_COMPILE=1 adds torch.compile (Inductor); its output matches eager fp32 on odd tile sizes."""

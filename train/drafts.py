@@ -16,8 +16,6 @@ from models.arch.noise_aware import NoiseAwareAutoencoder, NoiseAwareEDSR, Noise
 DRAFTS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("compact_x4_real", "sr", 4, 1, "draft", fails="draft", weights="compact_x4_real.safetensors",
-                  build=partial(CompactSR, scale=4, feats=32, convs=14)),
         ModelSpec("compact_x2_real", "sr", 2, 1, "draft", fails="draft", weights="compact_x2_real.safetensors",
                   build=partial(CompactSR, scale=2, feats=48, convs=12)),
         ModelSpec("edsr_x2_na", "sr", 2, 1, "draft", fails="draft", weights="edsr_x2_na.safetensors",

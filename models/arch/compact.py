@@ -38,6 +38,7 @@ class CompactSR(nn.Module):
         self.body = nn.Sequential(*layers, last)
         self.shuffle = nn.PixelShuffle(scale)
         self.receptive_margin = convs + 2  # one input pixel per 3x3 conv, plus bicubic's 2 px
+        self.lr_feats = feats  # every activation has this many channels: tiles are sized to keep two in cache
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upscale_tensor(x, self.scale) + self.shuffle(self.body(x))

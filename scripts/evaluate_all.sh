@@ -20,7 +20,7 @@ rm -rf "$OUT/colour-data"
 # Realistic degradations (train.realistic): detector PSF + bicubic + Poisson-Gaussian noise in the signal domain
 # + JPEG for SR; Poisson-Gaussian at two doses for denoising. Bicubic-trained models next to the *_real ones.
 SR2="srcnn_x2,vdsr_x2,edsr_x2,srcnn_x2_real,edsr_x2_real"
-SR4="srresnet_x4,edsr_x4,srresnet_x4_real"
+SR4="srresnet_x4,edsr_x4,srresnet_x4_real,compact_x4_real"
 DN="dncnn,dae"  # no dncnn_real: not shipped (docs/realistic.md)
 $PY -m train eval --task sr_real --scale 2 --models "$SR2" --data "$DATA" --out "$OUT" --maps 1 --write-cards
 $PY -m train eval --task sr_real --scale 4 --models "$SR4" --data "$DATA" --out "$OUT" --maps 1 --write-cards

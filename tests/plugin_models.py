@@ -135,6 +135,30 @@ def malicious_pth(path: Path, marker: Path, legacy: bool = False) -> Path:
     return path
 
 
+def pickle_globals(path: Path) -> set[str]:
+    """Every global (``module.name``) a weights file's pickle imports, read with pickletools: nothing runs.
+
+    Handles ``torch.save``'s zip archive (its ``data.pkl``) and a plain pickle.
+    """
+    import io
+    import pickletools
+    import zipfile
+
+    data = path.read_bytes()
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    found, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            strings.append(arg)
+        elif op.name == "GLOBAL":
+            found.add(arg.replace(" ", "."))
+        elif op.name == "STACK_GLOBAL":
+            found.add(f"{strings[-2]}.{strings[-1]}")
+    return found
+
+
 def torchscript_pt(path: Path) -> Path:
     """A TorchScript archive (code, not just weights): torch.load(weights_only=True) refuses it."""
     torch.jit.script(TinyOnnxSR()).save(str(path))

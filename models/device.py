@@ -30,6 +30,7 @@ Environment:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -288,6 +289,7 @@ def _screened(name: str, module: torch.nn.Module, st: stages.Stages | None, plan
     return kept + kept_compiled
 
 
+@functools.lru_cache(maxsize=1)
 def last_level_cache_bytes() -> int:
     """Size of the CPU's last-level cache (Linux sysfs; 32 MiB, a Zen 3 CCX's L3, where it cannot be read)."""
     for index in (3, 2):

@@ -212,7 +212,7 @@ register(ModelSpec(
     "external CRs at <= 640 px (+2.02) and +4.65 on their native-resolution 512 px crops (+4.23), at a tenth of "
     "srresnet_x4_real's time: a whole 1841 x 1955 CR in about 7-8 s on the 2-core CPU (docs/performance.md). " + _REAL_DATA,
     fails="Clean, bicubic-downsampled inputs: -0.15 dB against bicubic on the Hannover test (srresnet_x4_real -0.04; "
-    "srresnet_x4 +1.19), so use srresnet_x4 or auto_x4 for clean images. Trained on one DICOM source only (a cat's "
+    "srresnet_x4 +1.19), so use srresnet_x4 for clean images. Trained on one DICOM source only (a cat's "
     "DX); noise far above dose 300 photons/pixel at full scale and blur wider than 1.5 px are outside its range; "
     "its 14-conv receptive field (about 15 input px) sees less context than SRResNet's.",
     weights="compact_x4_real.safetensors", build=partial(CompactSR, scale=4, feats=32, convs=14),

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .arch.probe import DegradationProbe
-from .loading import load_network
+from .loading import load_network, weights_path
 from .noise import InputMeasurement, estimate_sigma_tensor, luma, measure_input
-from .registry import ModelSpec
+from .registry import ModelSpec, get_spec, list_models
+from .tiling import Progress
 
 # Below / above these weights only one specialist runs; in between both, blended.
 BLEND_LOW, BLEND_HIGH = 0.25, 0.75
@@ -117,24 +119,52 @@ def decide(image: np.ndarray, name: str) -> Decision:
     return Decision(name, m, w, (route.clean, route.noisy))
 
 
-def run_route(image: np.ndarray, route: str, scale: int = 1, noise_level: float | None = None) -> np.ndarray:
+def run_route(image: np.ndarray, route: str, scale: int = 1, noise_level: float | None = None,
+              progress: Progress | None = None) -> np.ndarray:
     """The registry ``fn`` of an automatic entry: the decided model(s) through :func:`models.enhance`.
 
-    ``noise_level`` (sigma in [0, 1] units, None = estimated) goes to the noise-aware model only."""
-    from .enhance import enhance  # enhance -> registry; the zoo registers this function
+    ``noise_level`` (sigma in [0, 1] units, None = estimated) goes to the noise-aware model only; ``progress``
+    gets the tiles of every model run, as one count."""
+    from .enhance import _nth_pass, enhance  # enhance -> registry; the zoo registers this function
 
     d = decide(image, route)
     r = ROUTES[route]
-
-    def one(name: str) -> np.ndarray:
-        return enhance(image, name, noise_level=noise_level if name == r.noisy else None)
-
-    if len(d.models) == 1:
-        return one(d.models[0])
-    clean, noisy = (one(m) for m in d.models)
+    n = len(d.models)
+    outs = [enhance(image, name, noise_level=noise_level if name == r.noisy else None,
+                    progress=_nth_pass(progress, k, n)) for k, name in enumerate(d.models)]
+    if n == 1:
+        return outs[0]
+    clean, noisy = outs
     return (clean + np.float32(d.weight) * (noisy - clean)).astype(np.float32)
 
 
 def route_fn(name: str) -> partial:
     """``fn`` for the registry entry of route ``name``."""
     return partial(run_route, route=name)
+
+
+def members(name: str) -> tuple[str, ...]:
+    """The registered networks automatic entry ``name`` may run (clean first)."""
+    r = ROUTES[name]
+    return tuple(m for m in (r.clean, r.noisy) if m is not None)
+
+
+def probe_path(name: str) -> Path | None:
+    """The probe weights file of automatic entry ``name``; None if it has no probe."""
+    r = ROUTES[name]
+    return weights_path(_probe_spec(r)) if r.probe else None
+
+
+def missing_weights(name: str) -> list[str]:
+    """File names of the weights automatic entry ``name`` needs that are not there (empty: it can run)."""
+    paths = [weights_path(get_spec(m)) for m in members(name)] + [p for p in [probe_path(name)] if p is not None]
+    return [p.name for p in paths if not p.is_file()]
+
+
+def automatic_entry(task: str, scale: int | None = None) -> str | None:
+    """The automatic entry registered for ``task`` (and ``scale`` for SR) whose weights are all present, else None:
+    the default model of the studio, the batch CLI and study creation."""
+    for spec in list_models(task=task, scale=scale):
+        if spec.kind == "auto" and spec.name in ROUTES and not missing_weights(spec.name):
+            return spec.name
+    return None

@@ -313,6 +313,9 @@ def _parse_window(text: str | None) -> Any:
     raise argparse.ArgumentTypeError(f"unknown window {text!r}: use {names} or CENTER,WIDTH (e.g. 40,400)")
 
 
+DEFAULT_MODEL = "auto_x2"  # the studio's default task and its automatic entry
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m models.batch",
@@ -320,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 all done, 1 some files failed (see the report), 2 bad arguments.")
     p.add_argument("in_dir", type=Path, help="folder of DICOM / PNG / JPEG / TIFF files (searched recursively)")
     p.add_argument("out_dir", type=Path, help="output folder (created; mirrors IN_DIR)")
-    p.add_argument("--model", required=True, help="registered model name, e.g. bicubic_x2, srcnn_x2, clahe")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"registered model name (default {DEFAULT_MODEL}: measures each image's noise and runs the "
+                        "clean or the noise-aware x2 network; auto_x4, auto_denoise likewise), e.g. srcnn_x2, clahe")
     p.add_argument("--format", dest="fmt", choices=sorted(FORMATS), default="png",
                    help="png (default; 16-bit for >8-bit grayscale), tiff, or dcm (derived DICOM)")
     p.add_argument("--window", type=_parse_window, default=None,
@@ -365,6 +370,11 @@ def _check_model(name: str) -> str | None:
         return str(exc)
     if spec.kind == "network" and not weights_path(spec).is_file():
         return f"model {name!r} has no trained weights yet ({spec.weights} is missing)"
+    if spec.kind == "auto":
+        from .auto import missing_weights
+
+        if missing := missing_weights(name):
+            return f"model {name!r} needs weights that are missing: {', '.join(missing)}"
     return None
 
 

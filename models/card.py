@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .auto import members, missing_weights, probe_path
 from .errors import WeightsError
 from .loading import read_metadata, weights_path
 from .plugins import read_scores
@@ -42,6 +43,8 @@ def model_card(name: str) -> dict[str, Any]:
     }
     if spec.source == "user":
         return _user_card(spec, card)
+    if spec.kind == "auto":
+        return _auto_card(spec, card)
     if spec.kind == "network":
         path = weights_path(spec)
         card["weights"] = spec.weights
@@ -51,6 +54,21 @@ def model_card(name: str) -> dict[str, Any]:
                 card["metadata"] = read_metadata(path)
             except WeightsError as e:
                 card["metadata_error"] = str(e)
+    return card
+
+
+def _auto_card(spec: ModelSpec, card: dict[str, Any]) -> dict[str, Any]:
+    """An automatic entry: the networks it chooses between, its probe, and whether all their weights are here."""
+    names = members(spec.name)
+    probe = probe_path(spec.name)
+    card["members"] = list(names)
+    card["probe"] = probe.name if probe else None
+    card["weights_present"] = not missing_weights(spec.name)
+    if probe is not None and probe.is_file():
+        try:
+            card["metadata"] = read_metadata(probe)  # the probe's training and validation of the choice
+        except WeightsError as e:
+            card["metadata_error"] = str(e)
     return card
 
 

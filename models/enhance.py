@@ -110,7 +110,7 @@ def enhance(
         raise InvalidImageError(
             f"{spec.name} would produce {h * w * spec.scale**2:,} pixels; the limit is {MAX_OUTPUT_PIXELS:,}"
         )
-    if spec.kind == "classical":
+    if spec.fn is not None:  # classical baselines and automatic entries
         if noise_level is not None:  # automatic entries pass it on to their noise-aware model
             if "noise_level" not in spec.options:
                 raise InvalidOptionError(f"{spec.name} takes no noise_level")
@@ -152,6 +152,8 @@ def _run_classical(spec: ModelSpec, image: np.ndarray, options: dict[str, Any],
     kwargs = {**spec.options, **options}
     if spec.task == "sr":
         kwargs["scale"] = spec.scale
+    if spec.auto:  # it runs networks through enhance: they report the progress
+        return spec.fn(image, **kwargs, progress=progress)
     if progress:
         progress(0, 1)
     out = spec.fn(image, **kwargs)

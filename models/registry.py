@@ -45,6 +45,8 @@ class ModelSpec:
             None: not known (classical baselines, user models).
         info: user models: what the file and its sidecar say (architecture, parameters,
             licence, source, trained on, format); shown on the card, escaped.
+        auto: an automatic entry (:mod:`models.auto`): ``fn`` measures the input and runs registered
+            networks; its kind is ``"auto"``, preselected by the studio, the batch CLI and study creation.
     """
 
     name: str
@@ -62,11 +64,12 @@ class ModelSpec:
     path: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     noise_range: tuple[float, float] | None = None
+    auto: bool = False
 
     @property
     def kind(self) -> str:
-        """``"network"`` for trained torch models, ``"classical"`` otherwise."""
-        return "network" if self.build is not None else "classical"
+        """``"network"`` for trained torch models, ``"auto"`` for automatic entries, ``"classical"`` otherwise."""
+        return "network" if self.build is not None else "auto" if self.auto else "classical"
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -82,6 +85,8 @@ def register(spec: ModelSpec) -> ModelSpec:
         raise ValueError(f"model {spec.name!r}: give exactly one of build= (network) or fn= (classical)")
     if spec.scale < 1:
         raise ValueError(f"model {spec.name!r}: scale must be >= 1")
+    if spec.auto and spec.fn is None:
+        raise ValueError(f"model {spec.name!r}: an automatic entry runs through fn=")
     _REGISTRY[spec.name] = spec
     return spec
 

@@ -47,3 +47,24 @@ for dose in dose250 dose2000; do
   $PY -m train eval --task denoise_real --noise "$dose" --models "$DN" --subset external --data "$EXT" --max-side 640 --out "$XOUT" --maps 1 --write-cards
 done
 rm -rf "$(dirname "$EXT")"
+
+# Noise-aware models and the automatic entries (docs/noise-aware.md): clean, realistic and Poisson-Gaussian inputs on
+# Hannover, the external CRs <= 640 px and their native-resolution 512 px crops; summary: scripts/noise_aware_tables.py.
+NA="$OUT/noise-aware"
+EXT2="$(mktemp -d)/external"
+$PY scripts/external_radiographs.py "$EXT2" > /dev/null
+for s in 2 4; do
+  M=$([ $s = 2 ] && echo edsr_x2,edsr_x2_real,edsr_x2_na,auto_x2 || echo srresnet_x4,srresnet_x4_real,srresnet_x4_na,auto_x4)
+  for t in sr sr_real sr_pg; do
+    $PY -m train eval --task $t --scale $s --models "$M" --data "$DATA" --out "$NA/hann" --maps 1
+    $PY -m train eval --task $t --scale $s --models "$M" --subset external --data "$EXT2" --max-side 640 --out "$NA/ext640" --maps 1
+    $PY -m train eval --task $t --scale $s --models "$M" --subset external --data "$EXT2" --crop 512 --out "$NA/extcrop" --maps 0
+  done
+done
+for n in "--task denoise --noise gaussian" "--task denoise_real --noise dose250" "--task denoise_real --noise dose2000"; do
+  $PY -m train eval $n --models dncnn,dae,dae_na,auto_denoise --data "$DATA" --out "$NA/hann" --maps 1
+  $PY -m train eval $n --models dncnn,dae,dae_na,auto_denoise --subset external --data "$EXT2" --max-side 640 --out "$NA/ext640" --maps 1
+  $PY -m train eval $n --models dncnn,dae,dae_na,auto_denoise --subset external --data "$EXT2" --crop 512 --out "$NA/extcrop" --maps 0
+done
+rm -rf "$(dirname "$EXT2")"
+$PY scripts/noise_aware_tables.py "$NA"

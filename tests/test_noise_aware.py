@@ -181,3 +181,70 @@ def test_measure_endpoint_reports_noise_in_stored_units_and_warns_for_a_clean_mo
     assert measure_file(str(path))["warning"] is None
     _, md, _ = enhance_file(str(path), "Super-resolution x2", "edsr_x2")
     assert "**Input**: estimated noise σ ≈ 0.0" in md and "⚠️" in md
+
+
+# --- the shipped automatic entries -------------------------------------------------------------------------------
+AUTO = [s.name for s in __import__("models").list_models() if s.kind == "auto"]
+
+
+def test_every_task_has_a_shipped_automatic_entry_whose_weights_are_all_here():
+    from models import model_card
+
+    assert set(AUTO) == {"auto_x2", "auto_x4", "auto_denoise"}
+    assert (auto.automatic_entry("sr", 2), auto.automatic_entry("sr", 4), auto.automatic_entry("denoise")) == (
+        "auto_x2", "auto_x4", "auto_denoise")
+    for name in AUTO:
+        card = model_card(name)
+        assert card["kind"] == "auto" and card["weights_present"] and auto.missing_weights(name) == []
+        assert card["members"] == list(auto.members(name)) and card["members"][-1].endswith("_na")
+        if name != "auto_denoise":  # its noise-aware model takes the level as input: no probe
+            assert card["probe"] and card["metadata"]["val"]["images"] > 0
+
+
+def test_the_automatic_entry_is_the_default_of_the_studio_the_batch_cli_and_study_creation():
+    from models.batch import build_parser
+    from studio.compare.options import default_models as compare_defaults
+    from studio.handlers.options import default_model, model_choices
+    from studio.study import default_models as study_defaults
+
+    assert default_model("Super-resolution x2") == "auto_x2" and default_model("Denoise") == "auto_denoise"
+    assert model_choices("Super-resolution x4")[0] == ("auto_x4 (automatic)", "auto_x4")
+    assert compare_defaults("Super-resolution x2")[0] == "auto_x2"
+    assert build_parser().parse_args(["in", "out"]).model == "auto_x2"
+    assert study_defaults() == ["auto_x2"]
+
+
+@pytest.mark.parametrize("name", AUTO)
+def test_automatic_entry_reports_what_it_ran_and_its_progress_reaches_the_end(name):
+    from models import enhance, get_spec
+
+    spec = get_spec(name)
+    rng = np.random.default_rng(1)
+    img = np.clip(smooth_test_image(40, 44) + rng.normal(0, 0.03, (40, 44)), 0, 1).astype(np.float32)
+    d = auto.decide(img, name)
+    seen: list[tuple[int, int]] = []
+    out = enhance(img, name, progress=lambda done, total: seen.append((done, total)))
+    assert out.shape == (40 * spec.scale, 44 * spec.scale) and out.dtype == np.float32
+    assert seen and seen[-1][0] == seen[-1][1]
+    assert set(d.models) <= set(auto.members(name)) and d.as_dict()["summary"].startswith(name)
+    # the same output as running the chosen network itself (one model) or the blend (two)
+    if len(d.models) == 1:
+        assert np.array_equal(out, enhance(img, d.models[0]))
+
+
+def test_study_variants_of_an_automatic_entry_record_its_identity_and_choice(tmp_path):
+    from models.io.dicom_export import derivation_description, weights_sha256
+    from models.io.meta import ImageMeta
+    from models import get_spec
+    from studio.study.cases import render_variants
+    from studio.study.store import StudySettings, open_store
+
+    spec = get_spec("auto_x2")
+    sha = weights_sha256(spec)
+    assert sha and len(sha) == 64 and sha == weights_sha256(spec)
+    assert "edsr_x2_na" in derivation_description(spec, ImageMeta("png", (8, 8)))
+    store = open_store(StudySettings(data_dir=tmp_path / "data", admin_password="x"))
+    rendered = render_variants(store, smooth_test_image(32, 32), ["auto_x2"], 256)
+    v = rendered[-1]
+    assert v.model == "auto_x2" and v.weights_sha256 == sha
+    assert v.options["automatic"]["models"] and v.options["automatic"]["route"] == "auto_x2"

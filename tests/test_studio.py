@@ -55,16 +55,16 @@ def test_build_app_has_enhance_endpoint() -> None:
     # UI helper events (window re-read, model list refresh...) stay private.
     assert not any(e.startswith(("/lambda", "/on_", "/update")) for e in endpoints), list(endpoints)
     params = [p["parameter_name"] for p in endpoints["/enhance"]["parameters"]]
-    assert params == ["file", "task", "model", "frame", "window", "strength", "ensemble"]
+    assert params == ["file", "task", "model", "frame", "window", "strength", "ensemble", "noise_level"]
     assert len(endpoints["/enhance"]["returns"]) == 3
 
 
-def test_model_choices_networks_first_and_fit_task() -> None:
+def test_model_choices_automatic_then_networks_first_and_fit_task() -> None:
     for label, (task, scale) in handlers.TASKS.items():
         choices = handlers.model_choices(label)
         assert choices, label
         kinds = [model_card(name)["kind"] for _, name in choices]
-        assert kinds == sorted(kinds, key=lambda k: k != "network")  # networks, then classical
+        assert kinds == sorted(kinds, key=["auto", "network", "classical"].index)  # automatic, networks, classical
         for _, name in choices:
             card = model_card(name)
             assert card["task"] == task and (scale is None or card["scale"] == scale)
@@ -149,6 +149,26 @@ def test_self_ensemble_is_the_models_and_is_reported(results_dir, tmp_path) -> N
     for bad in ("maybe", 2, 0.5):
         with pytest.raises(gr.Error, match="Self-ensemble must be"):
             handlers.enhance_upload(str(src), "Super-resolution x2", name, 0, "default", 1.0, bad)
+
+
+def test_a_given_noise_level_reaches_the_noise_aware_model_and_is_reported(results_dir, tmp_path) -> None:
+    from models import enhance
+    from models.io.export import to_uint
+
+    src = tmp_path / "in.png"
+    rng = np.random.default_rng(3)
+    pixels = np.clip(np.indices((32, 36)).sum(0) * 3 + rng.normal(0, 12, (32, 36)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(src)
+    told = handlers.enhance_upload(str(src), "Denoise", "dae_na", 0, "default", 1.0, False, "0.08")
+    expected = enhance(pixels.astype(np.float32) / 255, "dae_na", noise_level=0.08)
+    np.testing.assert_array_equal(_png_array(told.png_path), to_uint(expected, 8))
+    assert "told noise σ = 0.08 instead of the estimate" in told.markdown
+    assert handlers.parse_noise_level("") is handlers.parse_noise_level(None) is handlers.parse_noise_level(0) is None
+    for bad in ("abc", 1.5, -0.1, "nan"):
+        with pytest.raises(gr.Error, match="Noise level must be"):
+            handlers.enhance_upload(str(src), "Denoise", "dae_na", 0, "default", 1.0, False, bad)
+    with pytest.raises(gr.Error, match="not noise-aware"):  # a level for a model that cannot take one
+        handlers.enhance_upload(str(src), "Denoise", "dae", 0, "default", 1.0, False, 0.05)
 
 
 @needs_ct

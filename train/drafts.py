@@ -11,18 +11,11 @@ from functools import partial
 
 from models import ModelSpec
 from models.arch.compact import CompactSR
-from models.arch.noise_aware import NoiseAwareAutoencoder, NoiseAwareEDSR, NoiseAwareSRResNet
 
 DRAFTS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("compact_x2_real", "sr", 2, 1, "draft", fails="draft", weights="compact_x2_real.safetensors",
                   build=partial(CompactSR, scale=2, feats=48, convs=12)),
-        ModelSpec("edsr_x2_na", "sr", 2, 1, "draft", fails="draft", weights="edsr_x2_na.safetensors",
-                  build=partial(NoiseAwareEDSR, scale=2)),
-        ModelSpec("srresnet_x4_na", "sr", 4, 1, "draft", fails="draft", weights="srresnet_x4_na.safetensors",
-                  build=partial(NoiseAwareSRResNet, scale=4)),
-        ModelSpec("dae_na", "denoise", 1, 1, "draft", fails="draft", weights="dae_na.safetensors",
-                  build=partial(NoiseAwareAutoencoder, in_channels=1, width=32, levels=3)),
     )
 }

@@ -36,12 +36,14 @@ from . import metrics
 from .config import DEFAULT_MANIFEST, DEFAULT_SPLIT
 from .data import augmentation, load_images, load_or_make_split
 from .fit import degrade_pair, training_spec
-from .realistic_torch import sr_mix_batch
+from .realistic_torch import denoise_mix_batch, sr_mix_batch
 from .signal import to_display_tensor
 from .sources import load_dicom_sources, png_sources, sample_signal_patches
-from .tasks import random_site_tensor
+from .tasks import random_noise_tensor, random_site_tensor
 
-EVAL_TASKS = ("sr", "sr_real", "sr_pg")  # the three kinds of input the automatic entry must get right
+# The kinds of input the automatic entry must get right, per registry task (denoise_mix's evaluation
+# degradation rotates Gaussian sigma 0.05 / Poisson-Gaussian dose 250 / dose 2000 image by image).
+EVAL_TASKS = {"sr": ("sr", "sr_real", "sr_pg"), "denoise": ("denoise_mix",)}
 
 
 @dataclass
@@ -96,9 +98,10 @@ def build_bank(cfg: ProbeConfig, clean: torch.nn.Module, noisy: torch.nn.Module,
         sig, win = sample_signal_patches(pngs, dicoms, 32, cfg.dicom_fraction, transform, rng)
         sig = random_site_tensor(sig, gen)
         hr = to_display_tensor(sig, win)
-        lr = sr_mix_batch(sig, win, scale, gen)
+        # The inputs the route meets: the noise-aware models' own training mix (SR or denoising).
+        lr = sr_mix_batch(sig, win, scale, gen) if scale > 1 else denoise_mix_batch(sig, win, gen, random_noise_tensor)
         a_out, b_out = clean(lr).clamp(0, 1), noisy(lr).clamp(0, 1)
-        c = slice(scale, -scale)  # border crop as in evaluation
+        c = slice(scale, -scale)  # border crop as in evaluation (1 px for denoising)
         d_a, d_ab = (a_out - hr)[..., c, c], (a_out - b_out)[..., c, c]
         stats.append(torch.stack([d_a.pow(2).mean((1, 2, 3)), (d_a * d_ab).mean((1, 2, 3)), d_ab.pow(2).mean((1, 2, 3))], 1))
         lrs.append(lr)
@@ -127,8 +130,9 @@ def probe_weight(probe: DegradationProbe, lr: np.ndarray) -> float:
 
 @torch.no_grad()
 def validate_routes(probe: DegradationProbe, clean: torch.nn.Module, noisy: torch.nn.Module, scale: int,
-                    images: list, tasks: tuple[str, ...] = EVAL_TASKS) -> dict[str, dict[str, float]]:
-    """Per evaluation task: mean PSNR of bicubic, each specialist and the automatic choice, and the choices made."""
+                    images: list, tasks: tuple[str, ...] = EVAL_TASKS["sr"]) -> dict[str, dict[str, float]]:
+    """Per evaluation task: mean PSNR of bicubic (the noisy input for denoising), each specialist and the
+    automatic choice, and the choices made."""
     from models.resample import upscale
 
     probe.eval()
@@ -157,8 +161,8 @@ def fit_probe(cfg: ProbeConfig) -> dict[str, Any]:
     t0 = time.time()
     clean_spec = training_spec(cfg.clean)
     scale = clean_spec.scale
-    if training_spec(cfg.noisy).scale != scale:
-        raise ValueError(f"{cfg.clean} and {cfg.noisy} have different scales")
+    if (training_spec(cfg.noisy).scale, training_spec(cfg.noisy).task) != (scale, clean_spec.task):
+        raise ValueError(f"{cfg.clean} and {cfg.noisy} differ in task or scale")
     clean, noisy = load_specialist(cfg.clean), load_specialist(cfg.noisy, cfg.noisy_weights)
     bank = build_bank(cfg, clean, noisy, scale)
     print(f"bank: {len(bank['lr'])} patches in {time.time() - t0:.0f} s")
@@ -188,13 +192,15 @@ def fit_probe(cfg: ProbeConfig) -> dict[str, Any]:
         }
     split = load_or_make_split(cfg.data, cfg.split_file, seed=0)
     val_images = load_images(cfg.data, split["val"], grayscale=True)
-    val = validate_routes(probe, clean, noisy, scale, val_images)
+    task = clean_spec.task
+    val = validate_routes(probe, clean, noisy, scale, val_images, EVAL_TASKS[task])
     card = {
-        "model": Path(cfg.out).stem, "arch": "DegradationProbe", "task": "sr", "scale": scale,
+        "model": Path(cfg.out).stem, "arch": "DegradationProbe", "task": task, "scale": scale,
         "params": sum(p.numel() for p in probe.parameters()),
         "training": {**asdict(cfg), "noisy_weights": Path(cfg.noisy_weights).name if cfg.noisy_weights else "",
                      "bank_mean_psnr_of_blend": train_gain, "wall_seconds": round(time.time() - t0, 1),
-                     "train_images": len(split["train"]), "degradation": "sr_mix (train.tasks)"},
+                     "train_images": len(split["train"]),
+                     "degradation": f"{'sr_mix' if scale > 1 else 'denoise_mix'} (train.tasks)"},
         "val": {"images": len(val_images), "patients": len(split["patients"]["val"]), **val},
         "created": dt.date.today().isoformat(),
     }

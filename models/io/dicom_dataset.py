@@ -7,13 +7,14 @@ what the user chose. Each ``_set_*`` function sets one group of attributes and n
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..loading import sha256, weights_path
-from ..registry import ModelSpec
+from ..registry import ModelSpec, get_spec
 from .meta import ImageMeta
 
 _SC = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
@@ -361,11 +362,23 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
 
 
 def weights_sha256(spec: ModelSpec) -> str | None:
-    """Hex SHA-256 of a network's weights file (cached per file version); None for classical methods.
+    """Hex SHA-256 of a network's weights file (cached per file version); for an automatic entry the SHA-256 of
+    the hashes of every weights file it may use; None for classical methods.
 
     Raises:
-        WeightsError: a network whose weights file is missing.
+        WeightsError: a network (or an automatic entry's network or probe) whose weights file is missing.
     """
+    if spec.kind == "auto":  # its identity: the weights of every network and probe it may run
+        from ..auto import members, missing_weights, probe_path  # models.auto -> enhance -> io: imported when needed
+        from ..errors import WeightsError
+
+        if missing := missing_weights(spec.name):
+            raise WeightsError(f"weights for {spec.name!r} are missing: {', '.join(missing)}")
+        parts = [weights_sha256(get_spec(m)) for m in members(spec.name)]
+        probe = probe_path(spec.name)
+        if probe is not None:
+            parts.append(_file_sha256(str(probe), probe.stat().st_mtime_ns, probe.stat().st_size))
+        return hashlib.sha256(" ".join(p or "" for p in parts).encode()).hexdigest()
     if spec.kind != "network":
         return None
     path = weights_path(spec)
@@ -383,6 +396,10 @@ def derivation_description(spec: ModelSpec, meta: ImageMeta) -> str:
     task = f"{spec.task} x{spec.scale}" if spec.task == "sr" else spec.task
     if spec.kind == "network":
         what = f"network, weights {spec.weights} SHA-256 {weights_sha256(spec)}"
+    elif spec.kind == "auto":
+        from ..auto import members
+
+        what = f"automatic choice among {', '.join(members(spec.name))}, combined SHA-256 {weights_sha256(spec)}"
     else:
         what = "classical method, no learned weights"
     window = ""

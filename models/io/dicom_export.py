@@ -67,6 +67,8 @@ from models.io.dicom_dataset import (
     _set_lut,
     _set_pixels,
     _set_source_reference,
+    derivation_description,
+    weights_sha256,
 )
 
 from ..errors import ExportError

@@ -94,18 +94,11 @@ def default_degradation(scale: int) -> str:
 
 
 def model_choices(group: str | None) -> list[tuple[str, str]]:
-    """(label, name) of every model of a group's scale (None: all models): networks first; missing weights say so."""
+    """(label, name) of every model of a group's scale (None: all models): automatic entries, networks, classical; missing weights say so."""
     scale = None if group is None else _group_scale(group)
-    out = []
-    for s in sorted(list_models(scale=scale), key=lambda s: s.kind != "network"):
-        if s.kind == "network":
-            ready = handlers.options._weights_ready(s.name)
-            kind = "your model" if s.source == "user" else "network"
-            label = f"{s.name} ({_kind_text(s)}, {kind}{'' if ready else ', weights missing'})"
-        else:
-            label = f"{s.name} ({_kind_text(s)}, classical)"
-        out.append((label, s.name))
-    return out
+    order = handlers.options.KIND_ORDER
+    return [(f"{s.name} ({_kind_text(s)}, {handlers.options.kind_label(s)})", s.name)
+            for s in sorted(list_models(scale=scale), key=lambda s: order[s.kind])]
 
 
 def _kind_text(spec: Any) -> str:
@@ -113,12 +106,12 @@ def _kind_text(spec: Any) -> str:
 
 
 def default_models(group: str) -> list[str]:
-    """Preselected models: every network with weights, plus the first classical method of each task
-    (not bicubic: it is the baseline row anyway). A short default keeps the first run quick."""
+    """Preselected models: the automatic entry and every network with weights, plus the first classical method of
+    each task (not bicubic: it is the baseline row anyway). A short default keeps the first run quick."""
     out, tasks_seen = [], set()
     for _, name in model_choices(group):
         spec = get_spec(name)
-        if spec.kind == "network" and handlers.options._weights_ready(name):
+        if spec.kind in ("auto", "network") and handlers.options._weights_ready(name):
             out.append(name)
         elif spec.kind == "classical" and spec.task not in tasks_seen and not name.startswith("bicubic_"):
             out.append(name)

@@ -22,7 +22,7 @@ from models.io.dicom_export import ExportOptions, export_derived_dicom
 from models.io.export import save_png
 from studio.handlers.errors import _as_user_errors, logger
 from studio.handlers.measure import input_report, report_markdown
-from studio.handlers.options import DEFAULT_WINDOW, _check_model, parse_ensemble, parse_strength
+from studio.handlers.options import DEFAULT_WINDOW, _check_model, parse_ensemble, parse_noise_level, parse_strength
 from studio.handlers.results import preview_file, preview_files, result_bits, results_dir
 from studio.handlers.uploads import _DEID_KEY, _upload_path, load_image, prepare_upload
 from studio.ui import render
@@ -55,16 +55,17 @@ _CALLBACKS_REACH_THE_MODEL = _spaces() is None
 
 @_zero_gpu(GPU_DURATION_S)
 def run_model(image: np.ndarray, name: str, strength: float = 1.0, ensemble: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+              progress: Callable[[int, int], None] | None = None, noise_level: float | None = None) -> np.ndarray:
     """Run model ``name`` on ``image`` (float32 [0, 1], (H, W[, 3])): the studio's only model call.
 
     ``strength`` in [0, 1] blends the output with the input; ``ensemble`` averages the
-    8 rotations/flips (see :func:`models.enhance`); ``progress(done, total)`` is called per
+    8 rotations/flips (see :func:`models.enhance`); ``noise_level`` (sigma in [0, 1] units, None =
+    estimated) is told to a noise-aware model or an ``auto_*`` entry; ``progress(done, total)`` is called per
     tile and may raise to stop the run (:class:`studio.handlers.progress.TileProgress`).
     On ZeroGPU this runs in a GPU worker process: arguments and result are
     plain arrays, strings and floats so they pickle cheaply (the callers pass no ``progress`` there).
     """
-    return enhance(image, name, strength=strength, ensemble=ensemble, progress=progress)
+    return enhance(image, name, strength=strength, ensemble=ensemble, progress=progress, noise_level=noise_level)
 
 
 # --- the handlers ---------------------------------------------------------------------------
@@ -107,6 +108,7 @@ def enhance_file(
     window: Any = DEFAULT_WINDOW,
     strength: Any = 1.0,
     ensemble: Any = False,
+    noise_level: Any = None,
     *,
     preview_max_side: int = 2048,
     result_ttl_s: int = 3600,
@@ -124,6 +126,8 @@ def enhance_file(
         strength: 0-1, see :func:`parse_strength` (1 = the model's output; optional for old clients).
         ensemble: average the model over the 8 rotations/flips of the input (8x the time, a
             slightly lower error; see :func:`parse_ensemble`; optional for old clients).
+        noise_level: the noise sigma in [0, 1] units told to a noise-aware model or an ``auto_*`` entry
+            instead of the estimate (empty = estimated; :func:`parse_noise_level`; optional).
         preview_max_side: long side of the browser preview; the PNG is full size.
     Returns:
         ((before, after) 8-bit PIL images of equal size for ``gr.ImageSlider``,
@@ -132,8 +136,8 @@ def enhance_file(
     Raises:
         gr.Error: for every bad input and internal error.
     """
-    r = enhance_upload(file, task, model, frame, window, strength, ensemble, preview_max_side=preview_max_side,
-                       result_ttl_s=result_ttl_s)
+    r = enhance_upload(file, task, model, frame, window, strength, ensemble, noise_level,
+                       preview_max_side=preview_max_side, result_ttl_s=result_ttl_s)
     return r.pair, r.markdown, r.png_path
 
 
@@ -145,6 +149,7 @@ def enhance_upload(
     window: Any = DEFAULT_WINDOW,
     strength: Any = 1.0,
     ensemble: Any = False,
+    noise_level: Any = None,
     *,
     preview_max_side: int = 2048,
     result_ttl_s: int = 3600,
@@ -165,15 +170,16 @@ def enhance_upload(
     name = _check_model(task, model)
     strength = parse_strength(strength)
     ensemble = parse_ensemble(ensemble)
+    level = parse_noise_level(noise_level)
     path = _upload_path(file)
     image, meta = load_image(path, frame, window)
     upload = prepare_upload(path, result_ttl_s)
     with _as_user_errors("enhancing the image", path):
         t0 = time.perf_counter()
         if progress is not None and _CALLBACKS_REACH_THE_MODEL:
-            out = run_model(image, name, strength, ensemble, progress=progress)
+            out = run_model(image, name, strength, ensemble, progress=progress, noise_level=level)
         else:
-            out = run_model(image, name, strength, ensemble)
+            out = run_model(image, name, strength, ensemble, noise_level=level)
         seconds = time.perf_counter() - t0
     with _as_user_errors("saving the result", path):
         bits = result_bits(meta, out)
@@ -194,6 +200,8 @@ def enhance_upload(
         blend = "" if strength == 1.0 else (f" at strength **{strength:g}** (blended with the "
                                              f"{'bicubic-enlarged ' if get_spec(name).scale > 1 else ''}input)")
         how = " with the ×8 self-ensemble (averaged over the 8 rotations and flips)" if ensemble else ""
+        if level is not None:
+            how += f", told noise σ = {level:g} instead of the estimate"
         result = (f"### Result\n\n**{name}**{how}{blend} ran in **{render.format_duration(seconds)}** "
                   f"on {image.shape[1]} × {image.shape[0]} px → {w} × {h} px. "
                   f"Download: {downloads}.\n\n{note}\n\n{dicom_note}").rstrip()

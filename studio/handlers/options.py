@@ -61,6 +61,28 @@ def parse_strength(strength: Any) -> float:
     return value
 
 
+def parse_noise_level(level: Any) -> float | None:
+    """Box/API value -> the noise sigma a noise-aware model (or an ``auto_*`` entry) is told, in [0, 1] units;
+    ``None``/``""``/0 -> None: the level is estimated from the image (:mod:`models.noise`).
+
+    Raises:
+        gr.Error: not a number, or outside (0, 1].
+    """
+    if level is None or level == "":
+        return None
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if value == 0.0:
+        return None
+    if not 0.0 < value <= 1.0:
+        raise gr.Error(f"Noise level must be a sigma in [0, 1] units (0.05 = 5 % of the display range), or empty "
+                       f"to estimate it; got {printable(str(level))[:40]!r}.", title="Bad noise level",
+                       print_exception=False)
+    return value
+
+
 def parse_ensemble(ensemble: Any) -> bool:
     """Checkbox/API value -> whether to run the x8 self-ensemble (``None``/``""`` -> off).
 
@@ -106,11 +128,14 @@ def parse_window(window: Any) -> None | str | tuple[float, float]:
 
 def _weights_ready(name: str) -> bool:
     card = model_card(name)
-    return card["kind"] == "classical" or bool(card.get("weights_present"))
+    return card["kind"] == "classical" or bool(card.get("weights_present"))  # auto: all its weights
+
+
+KIND_ORDER = {"auto": 0, "network": 1, "classical": 2}  # the automatic entry first: it is the default
 
 
 def model_choices(task_label: str) -> list[tuple[str, str]]:
-    """(label, model name) pairs for a task label: networks first, then classical baselines.
+    """(label, model name) pairs for a task label: the automatic entry, networks, then classical baselines.
 
     Networks whose weights are not trained yet stay listed (so users see what is
     coming) but say so; choosing one gives a clear error.
@@ -118,18 +143,21 @@ def model_choices(task_label: str) -> list[tuple[str, str]]:
     task, scale = _task(task_label)
     specs = list_models(task=task, scale=scale)
     out = []
-    for s in sorted(specs, key=lambda s: s.kind != "network"):  # stable: registry order within a kind
-        if s.kind == "network":
-            kind = "your model" if s.source == "user" else "network"  # a file of the user models folder
-            label = f"{s.name} ({kind})" if _weights_ready(s.name) else f"{s.name} ({kind}, weights missing)"
-        else:
-            label = f"{s.name} (classical)"
-        out.append((label, s.name))
+    for s in sorted(specs, key=lambda s: KIND_ORDER[s.kind]):  # stable: registry order within a kind
+        out.append((f"{s.name} ({kind_label(s)})", s.name))
     return out
 
 
+def kind_label(spec: Any) -> str:
+    """What a model is, for choice labels: automatic, network, your model or classical; "weights missing"."""
+    kind = {"auto": "automatic", "classical": "classical"}.get(
+        spec.kind, "your model" if spec.source == "user" else "network")
+    return kind if _weights_ready(spec.name) else f"{kind}, weights missing"
+
+
 def default_model(task_label: str) -> str | None:
-    """The model preselected for a task: the first network with weights, else the first classical."""
+    """The model preselected for a task: its automatic entry, else the first network with weights, else the first
+    classical method."""
     names = [name for _, name in model_choices(task_label)]
     for name in names:
         if _weights_ready(name):

@@ -39,6 +39,7 @@ from .design import (
     create_study,
     plan_assignments,
     reader_seed,
+    default_models,
     ready_models,
 )
 from .manage import add_hf_readers, add_readers, close_study, list_studies, study_id_of, study_progress
@@ -60,6 +61,7 @@ __all__ = [
     "list_studies",
     "plan_assignments",
     "reader_seed",
+    "default_models",
     "ready_models",
     "study_id_of",
     "study_progress",

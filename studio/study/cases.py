@@ -13,6 +13,8 @@ from PIL import Image
 
 from db import ORIGINAL
 from models import enhance, get_spec, read_image, validate_image
+from models.auto import ROUTES, decide
+from models.io.dicom_export import weights_sha256
 from models.io.export import save_png
 from models.loading import sha256, weights_path
 from studio.study.checks import MAX_FILES, StudyError
@@ -126,6 +128,8 @@ def _provenance(model: str) -> tuple[str | None, dict[str, Any]]:
         return spec.sha256, {"user_model": {k: spec.info.get(k) for k in ("file", "format", "architecture")}}
     if spec.kind == "network":
         return sha256(weights_path(spec)), {}
+    if spec.kind == "auto":  # identity of everything it may run; the choice made per case is in "automatic"
+        return weights_sha256(spec), dict(spec.options)
     return None, dict(spec.options)
 
 
@@ -175,6 +179,8 @@ def render_variants(store: StudyStore, image: np.ndarray, models: Sequence[str],
         path = store.variant_path(name)
         _to_display(out, size).save(path, format="PNG")
         weights, options = (None, dict(extra[model])) if model in extra else _provenance(model)
+        if model in ROUTES:
+            options["automatic"] = decide(image, model).as_dict()
         rendered.append(_Rendered(model, name, sha256(path), int(out.shape[1]), int(out.shape[0]),
                                   seconds, weights, options))
     return rendered

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from db import DESIGNS, ORIGINAL, Assignment, Case, Reader, Study, Variant
 from models import get_spec, list_models, model_card, read_image
+from models.auto import automatic_entry
 from models.errors import printable
 from studio.study.auth import hash_code, new_access_code
 from studio.study.cases import _Rendered, _Source, render_variants, store_source
@@ -90,13 +91,21 @@ class PlannedItem:
 
 
 def ready_models() -> list[str]:
-    """Registered models that can run now (classical, or networks whose weights exist)."""
+    """Registered models that can run now (classical, or networks and automatic entries whose weights exist);
+    automatic entries first."""
     out = []
-    for spec in list_models():
+    for spec in sorted(list_models(), key=lambda s: s.kind != "auto"):
         card = model_card(spec.name)
         if card["kind"] == "classical" or card.get("weights_present"):
             out.append(spec.name)
     return out
+
+
+def default_models() -> list[str]:
+    """The models preselected for a new study: the automatic entry of the studio's default task (x2
+    super-resolution; it measures each case's noise and runs the clean or the noise-aware network), if it can run."""
+    auto = automatic_entry("sr", 2)
+    return [auto] if auto else []
 
 
 def check_design(design: StudyDesign, methods: Sequence[str] = ()) -> StudyDesign:
@@ -125,7 +134,7 @@ def check_design(design: StudyDesign, methods: Sequence[str] = ()) -> StudyDesig
         except ValueError as e:
             raise StudyError(str(e)) from None
         card = model_card(m)
-        if card["kind"] == "network" and not card.get("weights_present"):
+        if card["kind"] in ("network", "auto") and not card.get("weights_present"):
             raise StudyError(f"Model {m!r} has no trained weights yet; choose another.")
         models.append(m)
     if not models and not methods:

@@ -129,7 +129,8 @@ def build_admin_tab(demo: gr.Blocks, store: StudyStore) -> None:
                 name = gr.Textbox(label="Study name")
                 design = gr.Radio([("Single-image Likert", "likert"), ("Pairwise 2AFC", "2afc"), ("Both", "both")],
                                   value="both", label="Design")
-                models = gr.Dropdown(choices=study.ready_models(), multiselect=True, label="Models",
+                models = gr.Dropdown(choices=study.ready_models(), value=study.default_models(), multiselect=True,
+                                     label="Models",
                                      info="The original image is always included as the reference.",
                                      allow_custom_value=True)
                 pair_mode = gr.Radio([("All pairs", "all"), ("Each model vs the original", "reference")],

@@ -32,7 +32,7 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     """Lay out the Enhance tab inside the current ``gr.Tab`` and wire its events.
 
     Registers the named API endpoint ``/enhance``:
-    (file, task, model, frame, window, strength, ensemble) -> (before/after images, markdown, result PNG path).
+    (file, task, model, frame, window, strength, ensemble, noise_level) -> (before/after images, markdown, result PNG path).
     The derived DICOM of a DICOM upload reaches the page through a ``gr.State``
     (not part of the API's returns) and a private follow-up event, so the
     endpoint's signature is unchanged for existing clients.
@@ -68,6 +68,11 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
                                    info="Averages the model's answers for the 8 rotations and flips of the "
                                         "input: a slightly lower error (SRResNet ×4 on held-out patients: +1.19 → "
                                         "+1.23 dB over bicubic), no structure a single pass would not give.")
+            noise_level = gr.Number(None, label="Noise level σ (empty = estimated)", minimum=0, maximum=1,
+                                    elem_id="enhance-noise-level",
+                                    info="Noise-aware models (*_na) and the automatic entries take the input's "
+                                         "noise σ in [0, 1] units (0.05 = 5 % of the display range); the Report "
+                                         "shows the estimate. Set it to override.")
             with gr.Row():
                 run = gr.Button("Run", variant="primary", elem_id="enhance-run", scale=3)
                 stop = gr.Button("Stop", variant="stop", elem_id="enhance-stop", scale=1, min_width=80)
@@ -106,17 +111,18 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
         return handlers.preview_file(image, settings.result_ttl_s), md
 
     def enhance(file: Any, task: str, model: str, frame: Any, window: Any, strength: Any = 1.0, ensemble: Any = False,
-                progress: gr.Progress = gr.Progress(), request: gr.Request = None):
-        """Enhance one image: (file, task, model, frame, window, strength, ensemble) -> ((before, after), markdown, PNG path)."""
-        # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)); strength and
-        # ensemble came last, with defaults, so clients written for the first five parameters keep working.
+                noise_level: Any = None, progress: gr.Progress = gr.Progress(), request: gr.Request = None):
+        """Enhance one image: (file, task, model, frame, window, strength, ensemble, noise_level) ->
+        ((before, after), markdown, PNG path)."""
+        # Parameter names are the API's keyword names (client.predict(file=..., task=..., ...)); strength,
+        # ensemble and noise_level came last, with defaults, so clients written for the first five keep working.
         # progress and request are filled in by Gradio and are not API inputs.
         progress(0, desc="starting: reading the image, loading the model")  # visible at once, before any tile
         session = getattr(request, "session_hash", None)
         flag = runs.begin_run(session, "enhance")
         tiles = runs.TileProgress(lambda d, t, text: progress((d, t), desc=text, unit="tiles"), str(model), flag)
         try:
-            r = handlers.enhance_upload(file, task, model, frame, window, strength, ensemble,
+            r = handlers.enhance_upload(file, task, model, frame, window, strength, ensemble, noise_level,
                                         preview_max_side=settings.preview_max_side,
                                         result_ttl_s=settings.result_ttl_s, progress=tiles)
         finally:
@@ -139,10 +145,10 @@ def build_enhance_tab(demo: gr.Blocks, settings: Settings) -> None:
     task.change(_model_dropdown, task, model, **private)
     # Weights may be trained after the server started: refresh the model list on every page load.
     demo.load(_model_dropdown, task, model, **private)
-    running = run.click(enhance, [file, task, model, frame, window, strength, ensemble],
+    running = run.click(enhance, [file, task, model, frame, window, strength, ensemble, noise_level],
                         [slider, result_md, download, dicom_path],
                         api_name="enhance", api_description="Enhance a medical image: (file, task, model, frame, "
-                        "window, strength, ensemble) -> (before/after preview, markdown report, result PNG).",
+                        "window, strength, ensemble, noise_level) -> (before/after preview, markdown report, result PNG).",
                         concurrency_id="inference")
     running.success(show_dicom, dicom_path, dicom_download, **private)
     measure.click(handlers.measure_file, [file, frame, window, model], measured, api_name="measure",

@@ -160,6 +160,20 @@ def card_markdown(card: Mapping[str, Any], heading: str = "###") -> str:
             if tr:
                 # HTML <details> folds in Gradio's Markdown and on GitHub alike.
                 details = "<details><summary>Training details</summary>\n\n" + tr + "\n\n</details>"
+    elif kind == "auto":
+        if not card.get("weights_present"):
+            parts.append("**Weights not available yet**: this automatic entry cannot run until its networks and probe "
+                         "are trained.")
+        probe = f" and the degradation probe `{card['probe']}`" if card.get("probe") else ""
+        parts.append("Automatic entry: chooses among " + ", ".join(f"`{m}`" for m in card.get("members", []))
+                     + probe + " per image; the report says what it measured and ran.")
+        val = (card.get("metadata") or {}).get("val") or {}
+        rows = [(t, v) for t, v in val.items() if isinstance(v, dict) and "auto" in v]
+        if rows:
+            table = "\n".join(f"| {t} | {v.get('bicubic', 0):.2f} | {v.get('clean', 0):.2f} | {v.get('noisy', 0):.2f} "
+                              f"| {v.get('auto', 0):.2f} |" for t, v in rows)
+            parts.append("**Probe validation** (validation patients; PSNR dB)\n\n| input | baseline | first model | "
+                         "noise-aware | automatic |\n|---|---|---|---|---|\n" + table)
     else:
         opts = card.get("options") or {}
         if opts:

@@ -223,7 +223,7 @@ def test_enhance_endpoint_unchanged_and_dicom_download_in_ui() -> None:
 
     demo = studio.build_app()
     endpoint = demo.get_api_info()["named_endpoints"]["/enhance"]
-    assert [p["parameter_name"] for p in endpoint["parameters"]] == ["file", "task", "model", "frame", "window", "strength", "ensemble"]
+    assert [p["parameter_name"] for p in endpoint["parameters"]] == ["file", "task", "model", "frame", "window", "strength", "ensemble", "noise_level"]
     assert len(endpoint["returns"]) == 3  # the DICOM path travels in a gr.State, outside the API
     labels = [c.get("props", {}).get("label") or "" for c in demo.get_config_file()["components"]]
     assert any("Result DICOM" in label for label in labels)
@@ -259,7 +259,7 @@ def test_zero_gpu_decorator_and_data_dir(tmp_path: Path, monkeypatch, handlers) 
     calls = []
     real = handlers.run_model
     monkeypatch.setattr(handlers.enhance, "run_model",
-                        lambda image, name, strength=1.0, ensemble=False: calls.append(name) or real(image, name, strength, ensemble))
+                        lambda image, name, strength=1.0, ensemble=False, **kw: calls.append(name) or real(image, name, strength, ensemble, **kw))
     handlers.enhance_upload(FILES["MR_small.dcm"], "Enhance", "clahe")
     assert calls == ["clahe"]
 

@@ -14,6 +14,7 @@ baselines: ``fn(image, route=..., scale=...)``, so the UI, evaluation and tests 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,10 +34,34 @@ PROBE_CROP = 96  # the probe looks at up to PROBE_CROPS crops of this side (LR p
 PROBE_CROPS = 9
 
 
+def gate_features(probe_w: float, sigma: float, jpeg: float, smooth: float) -> tuple[float, float, float, float]:
+    """What a :class:`Gate` reads: the probe's logit, log10 of the noise sigma, JPEG blockiness, smoothness."""
+    w = min(max(probe_w, 1e-3), 1 - 1e-3)  # the probe saturates: beyond 0.999 its logit carries nothing
+    return (math.log(w / (1 - w)), math.log10(max(sigma, 1e-4)), jpeg, smooth)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A logistic regression over :func:`gate_features`: the weight of the noise-aware specialist.
+
+    The probe sees image crops only; what :func:`models.noise.measure_input` reports over the whole image (JPEG
+    blocking above all) it does not use, and off the Hannover PNGs it routed realistic inputs to the
+    bicubic-trained network. The coefficients are fitted by ``scripts/auto_gate.py fit`` on Hannover training
+    images (cost-weighted by the dB a wrong choice loses)."""
+
+    coef: tuple[float, float, float, float]
+    bias: float
+
+    def weight(self, *features: float) -> float:
+        z = self.bias + sum(c * f for c, f in zip(self.coef, features))
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
 @dataclass(frozen=True)
 class AutoRoute:
     """One automatic entry: ``clean`` for clean inputs, ``noisy`` (noise-aware) otherwise; ``probe``: weights file
-    of the probe deciding between them (None: always ``noisy``, e.g. denoising)."""
+    of the probe deciding between them (None: always ``noisy``, e.g. denoising); ``gate``: the probe's logit and
+    the input's measurement combined (None: the probe's weight alone)."""
 
     name: str
     task: str
@@ -44,6 +69,7 @@ class AutoRoute:
     noisy: str
     clean: str | None = None
     probe: str | None = None
+    gate: Gate | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +87,7 @@ class Decision:
             did = f"blended {self.models[0]} and {self.models[1]} ({self.weight:.0%} {self.models[1]})"
         else:
             did = f"ran {self.models[0]}"
-        probe = f"; probe weight of the noise-aware model {self.weight:.2f}" if self.weight not in (0.0, 1.0) else ""
+        probe = f"; weight of the noise-aware model {self.weight:.2f}" if self.weight not in (0.0, 1.0) else ""
         return f"{self.route}: {self.measurement.summary()}{probe} -> {did}"
 
     def as_dict(self) -> dict:
@@ -112,6 +138,8 @@ def decide(image: np.ndarray, name: str) -> Decision:
     route = ROUTES[name]
     m = measure_input(image)
     w = probe_weight(image, route)
+    if route.gate is not None and route.clean is not None:
+        w = route.gate.weight(*gate_features(w, m.sigma, m.jpeg, m.smooth))
     if route.clean is None or w >= BLEND_HIGH:
         return Decision(name, m, 1.0 if route.clean is None else w, (route.noisy,))
     if w <= BLEND_LOW:

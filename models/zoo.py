@@ -14,7 +14,7 @@ from . import classical
 from .arch import EDSR, RRDBNet, SRCNN, DenoisingAutoencoder, DnCNN, GatedEnhancer, SRResNet, VDSR
 from .arch.compact import CompactSR
 from .arch.noise_aware import NoiseAwareAutoencoder, NoiseAwareEDSR, NoiseAwareSRResNet
-from .auto import AutoRoute, add_route, route_fn
+from .auto import AutoRoute, Gate, add_route, route_fn
 from .registry import ModelSpec, get_spec, register
 
 # --- classical baselines -------------------------------------------------------
@@ -285,26 +285,31 @@ _register_na("dae_na", "Denoising autoencoder (3-level U-Net, 32-256 channels)",
 _AUTO_HOW = ("Measures the input (noise sigma, JPEG blocking, smoothness; models.noise) and asks a degradation probe "
              "(12k parameters, trained by python -m train probe on the decision itself: the blend weight that "
              "minimises the error on 2,000 sr_mix training patches) whether the clean or the noise-aware network fits; "
-             "a weight <= 0.25 runs {clean}, >= 0.75 runs {noisy}, in between both run and are blended. The report "
-             "says what it measured and ran. ")
+             "a gate (a logistic regression on the probe's logit and the three measurements, fitted by "
+             "scripts/auto_gate.py on 60 Hannover training images under the clean, realistic and Poisson-Gaussian "
+             "degradations, weighted by the dB a wrong choice costs) gives the final weight: <= 0.25 runs {clean}, "
+             ">= 0.75 runs {noisy}, in between both run and are blended. The report says what it measured and ran. ")
 _AUTO = {
-    "auto_x2": (AutoRoute("auto_x2", "sr", 2, noisy="edsr_x2_na", clean="edsr_x2", probe="probe_auto_x2.safetensors"),
-                "Measured (docs/noise-aware.md), PSNR against the better of edsr_x2 and edsr_x2_real: clean -0.38 dB "
-                "(Hannover test), +0.00 (external CRs, both sizes); Poisson-Gaussian +0.24 / -0.41 / -0.23; realistic "
-                "+0.03 on the Hannover test.",
-                "Realistic inputs (blur, noise, JPEG) of the external CRs at <= 640 px: the probe took both images for "
-                "clean ones and ran edsr_x2: 36.25 dB, 5.6 dB below edsr_x2_real and 2.5 dB BELOW bicubic; on their "
-                "native crops -1.6 dB. For blurred or JPEG-compressed radiographs from other sites choose "
-                "edsr_x2_real or edsr_x2_na yourself."),
+    "auto_x2": (AutoRoute("auto_x2", "sr", 2, noisy="edsr_x2_na", clean="edsr_x2", probe="probe_auto_x2.safetensors",
+                          gate=Gate(coef=(0.1197, 5.451, 22.167, 11.8553), bias=-17.1959)),
+                "Measured (docs/noise-aware.md), PSNR against the better of edsr_x2 and edsr_x2_real: clean -0.09 dB "
+                "(Hannover test), +0.00 (external CRs, <= 640 px and native 512 px crops); Poisson-Gaussian +0.24 / "
+                "-0.41 / -0.23; realistic +0.03 on the Hannover test, -0.97 on the native crops (all routed to "
+                "edsr_x2_na, which is that much below edsr_x2_real there; +4.2 dB over bicubic).",
+                "Realistic inputs (blur, noise, JPEG) of the external CRs shrunk to <= 640 px measure like clean ones: "
+                "the gate ran edsr_x2 on one of the two and blended on the other: 37.06 dB, 4.8 dB below "
+                "edsr_x2_real and 1.7 dB BELOW bicubic. For shrunk, blurred or JPEG-compressed exports from other "
+                "sites choose edsr_x2_real or edsr_x2_na yourself."),
     "auto_x4": (AutoRoute("auto_x4", "sr", 4, noisy="srresnet_x4_na", clean="srresnet_x4",
-                          probe="probe_auto_x4.safetensors"),
+                          probe="probe_auto_x4.safetensors",
+                          gate=Gate(coef=(0.3898, 4.2809, 20.3141, 9.4954), bias=-15.6275)),
                 "Measured (python -m train eval, docs/noise-aware.md), PSNR against the better of srresnet_x4 and "
-                "srresnet_x4_real: clean inputs -0.17 dB (Hannover test), -0.17 (external CRs <= 640 px), -0.15 "
-                "(native 512 px crops); Poisson-Gaussian +0.21 / +0.17 / +0.32; realistic +0.10 on the Hannover test.",
-                "Realistic inputs (blur, noise, JPEG) of the external CRs: the probe takes some of these smooth, blurred "
-                "images for clean ones and runs or blends in srresnet_x4, 1.5 dB below srresnet_x4_real (<= 640 px "
-                "37.36 vs 38.83 dB; native crops 40.22 vs 41.68), still above bicubic and non-local means then Lanczos. "
-                "On realistic Hannover inputs it gains +0.78 dB over NLM then Lanczos, not the +1.0 aimed at."),
+                "srresnet_x4_real on the Hannover test / external CRs <= 640 px / their native 512 px crops: clean "
+                "-0.05 / -0.35 / +0.00 dB; realistic +0.10 / -0.11 / -0.13 (+0.78 / +1.91 / +3.85 over non-local "
+                "means then Lanczos); Poisson-Gaussian +0.21 / +0.17 / +0.32.",
+                "Clean inputs of other sites shrunk to <= 640 px: one of the two external CRs is blended, 0.35 dB "
+                "below srresnet_x4. On realistic Hannover inputs it gains +0.78 dB over non-local means then Lanczos, "
+                "not the +1.0 aimed at."),
     "auto_denoise": (AutoRoute("auto_denoise", "denoise", 1, noisy="dae_na"),
                      "Runs dae_na, which takes the estimated noise level as an input (no probe). Measured against "
                      "non-local means given the true sigma: Gaussian sigma 0.05 +2.17 dB on the external CRs at <= 640 "

@@ -53,6 +53,14 @@ rm -rf "$(dirname "$EXT")"
 NA="$OUT/noise-aware"
 EXT2="$(mktemp -d)/external"
 $PY scripts/external_radiographs.py "$EXT2" > /dev/null
+# The gate of auto_x2 / auto_x4 (models.auto.Gate): features and PSNRs of 60 Hannover training images, then the fit
+# (its printed Gate(...) belongs in models/zoo.py); the validation and external files are only checked.
+for s in 2 4; do
+  $PY scripts/auto_gate.py collect --scale $s --subset train --limit 60 --data "$DATA" --out "$NA/gate/x${s}_train.jsonl"
+  $PY scripts/auto_gate.py collect --scale $s --subset val --limit 20 --data "$DATA" --out "$NA/gate/x${s}_val.jsonl"
+  $PY scripts/auto_gate.py collect --scale $s --subset external --data "$EXT2" --crop 512 --out "$NA/gate/x${s}_extcrop.jsonl"
+  $PY scripts/auto_gate.py fit "$NA/gate/x${s}_train.jsonl" --check "$NA/gate/x${s}_val.jsonl" "$NA/gate/x${s}_extcrop.jsonl"
+done
 for s in 2 4; do
   M=$([ $s = 2 ] && echo edsr_x2,edsr_x2_real,edsr_x2_na,auto_x2 || echo srresnet_x4,srresnet_x4_real,srresnet_x4_na,auto_x4)
   for t in sr sr_real sr_pg; do

@@ -146,6 +146,53 @@ def test_automatic_entry_runs_one_model_when_sure_and_blends_when_unsure(monkeyp
     auto.ROUTES.pop(route.name)
 
 
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    buf = io.BytesIO()
+    PILImage.fromarray((image * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=quality)
+    return np.asarray(PILImage.open(buf), np.float32) / 255
+
+
+def test_the_gate_combines_the_probe_with_what_the_whole_input_measures(monkeypatch):
+    """A route with a gate reads the input's measurement: here only JPEG blocking counts, so a JPEG-compressed
+    image goes to the noise-aware model although the probe (stubbed) says clean, and the original does not."""
+    gate = auto.Gate(coef=(0.0, 0.0, 40.0, 0.0), bias=-46.0)  # noise-aware iff blockiness > 1.15
+    route = auto.add_route(auto.AutoRoute("_auto_gate_x2", "sr", 2, noisy="edsr_x2_na", clean="edsr_x2",
+                                          probe="unused.safetensors", gate=gate))
+    monkeypatch.setattr(auto, "probe_weight", lambda image, r, device="cpu": 0.01)
+    try:
+        assert auto.decide(CAMERA, route.name).models == ("edsr_x2",)
+        d = auto.decide(_jpeg(CAMERA, 30), route.name)
+        assert d.models == ("edsr_x2_na",) and d.weight > 0.75 and d.measurement.looks_jpeg
+    finally:
+        auto.ROUTES.pop(route.name)
+    f = auto.gate_features(0.5, 0.01, 1.2, 0.4)
+    assert f == pytest.approx((0.0, -2.0, 1.2, 0.4))
+    assert auto.gate_features(0.0, 0.0, 1.0, 0.0)[:2] == pytest.approx((np.log(1e-3 / (1 - 1e-3)), -4.0))  # finite
+
+
+def test_gate_fit_learns_the_cost_weighted_choice():
+    """scripts/auto_gate.py's fit: on samples where JPEG blocking decides and the wrong choice costs dB, the fitted
+    gate picks the better specialist on every sample."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("auto_gate", Path(__file__).parent.parent / "scripts" / "auto_gate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(200):
+        blocky = k % 2 == 1
+        rows.append({"w": float(rng.uniform(0.05, 0.95)), "sigma": float(rng.uniform(0.002, 0.02)),
+                     "jpeg": float(rng.uniform(1.08, 1.3) if blocky else rng.uniform(0.9, 1.04)),
+                     "smooth": float(rng.uniform(0.2, 0.6)), "clean": 40.0, "noisy": 42.0 if blocky else 39.0})
+    gate = mod.fit(rows)
+    picks = [gate.weight(*auto.gate_features(r["w"], r["sigma"], r["jpeg"], r["smooth"])) > 0.5 for r in rows]
+    assert picks == [r["noisy"] > r["clean"] for r in rows]
+
+
 def test_probe_gives_one_logit_per_image_of_any_size():
     p = DegradationProbe().eval()
     with torch.no_grad():

@@ -240,21 +240,23 @@ _MIX_SR_NOISE = {2: (0.0020, 0.0625), 4: (0.0024, 0.0521)}  # scripts/noise_rang
 _MIX_DENOISE_NOISE = (0.0012, 0.0990)  # on denoise_mix
 
 
+_NA_MEASURED = "Measured (python -m train eval, docs/noise-aware.md), "
+
+
 def _register_na(name: str, arch: str, base: str, steps: int, task: str, scale: int, scores: str, fails: str,
                  build: Callable[[], Any]) -> None:
     """Register noise-aware ``name``: ``base``'s weights fine-tuned for ``steps`` on the mixed degradations."""
     register(ModelSpec(
         name, task, scale, 1,
         f"{arch}, noise-aware: {base} fine-tuned for {steps:,} steps. " + _NA_INPUT
-        + (_MIX_SR if task == "sr" else _MIX_DENOISE) + scores + " " + _REAL_DATA,
+        + (_MIX_SR if task == "sr" else _MIX_DENOISE) + _NA_MEASURED + scores + " " + _REAL_DATA,
         fails=fails, weights=f"{name}.safetensors", build=build,
         noise_range=_MIX_SR_NOISE[scale] if task == "sr" else _MIX_DENOISE_NOISE,
     ))
 
 _register_na("edsr_x2_na", "EDSR-baseline-style x2 (8 residual blocks x 48 features)", "edsr_x2_real", 1500, "sr", 2,
              (
-                 "Measured (python -m train eval, docs/noise-aware.md), dB over bicubic on the Hannover test at 640 px: "
-                 "clean +0.24 (edsr_x2 +0.93), realistic +2.13 (+0.82 over non-local means then Lanczos), "
+                 "dB over bicubic on the Hannover test at 640 px: clean +0.24 (edsr_x2 +0.93), realistic +2.13 (+0.82 over non-local means then Lanczos), "
                  "Poisson-Gaussian +4.41; external CRs <= 640 px +0.04 / +2.64 / +5.00, native 512 px crops "
                  "-0.28 / +4.16 / +7.52."),
              "Clean, bicubic-downsampled inputs: 0.7 dB (Hannover) to 3.4 dB (external <= 640 px) below edsr_x2. "
@@ -262,8 +264,7 @@ _register_na("edsr_x2_na", "EDSR-baseline-style x2 (8 residual blocks x 48 featu
              "than 1.5 px are outside its training range.", partial(NoiseAwareEDSR, scale=2))
 _register_na("srresnet_x4_na", "SRResNet x4 (8 residual blocks x 48 features)", "srresnet_x4_real", 1500, "sr", 4,
              (
-                 "Measured (python -m train eval, docs/noise-aware.md), dB over bicubic on the Hannover test at 640 px: "
-                 "clean +0.57 (srresnet_x4 +1.19), realistic +1.69 (srresnet_x4_real +1.59; +0.78 over non-local means "
+                 "dB over bicubic on the Hannover test at 640 px: clean +0.57 (srresnet_x4 +1.19), realistic +1.69 (srresnet_x4_real +1.59; +0.78 over non-local means "
                  "then Lanczos), Poisson-Gaussian dose 500 +3.50 (+0.60 over NLM then Lanczos); on the external CRs at "
                  "<= 640 px +1.87 / +2.27 / +4.27, on their native-resolution 512 px crops +0.11 / +4.10 / +7.25."),
              "Clean, bicubic-downsampled inputs: 0.6 dB (Hannover) to 1.8 dB (external crops) below srresnet_x4, "
@@ -271,8 +272,7 @@ _register_na("srresnet_x4_na", "SRResNet x4 (8 residual blocks x 48 features)", 
              "than 1.5 px. Trained on one DICOM source (a cat's DX) besides the Hannover PNGs.", partial(NoiseAwareSRResNet, scale=4))
 _register_na("dae_na", "Denoising autoencoder (3-level U-Net, 32-256 channels)", "dae", 1500, "denoise", 1,
              (
-                 "Measured (python -m train eval, docs/noise-aware.md), PSNR dB against non-local means given the true "
-                 "sigma: Gaussian sigma 0.05 +0.41 on the Hannover test, +2.17 on the external CRs at <= 640 px, -0.94 "
+                 "PSNR dB against non-local means given the true sigma: Gaussian sigma 0.05 +0.41 on the Hannover test, +2.17 on the external CRs at <= 640 px, -0.94 "
                  "on their native-resolution 512 px crops; Poisson-Gaussian dose 2000 +0.00 / +3.13 / +1.21; dose 250 "
                  "+0.47 on the Hannover test."),
              "Poisson-Gaussian noise at low dose (250 photons/pixel) on other sites' unprocessed CRs: it leaves noise "

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models import enhance  # noqa: E402
-from models.auto import ROUTES, Gate, gate_features, probe_weight  # noqa: E402
+from models.auto import BLEND_HIGH, BLEND_LOW, ROUTES, Gate, gate_features, probe_weight  # noqa: E402
 from models.noise import measure_input  # noqa: E402
 
 TASKS_SR = ("sr", "sr_real", "sr_pg")
@@ -100,8 +100,6 @@ def report(rows: list[dict], gate: Gate, label: str) -> None:
     """Per task: mean PSNR of bicubic, each specialist, the better of the two, and the probe's and the gate's
     choice taken hard at 0.5 (a blend between 0.25 and 0.75 is not scored here: run the evaluation for it), the
     number of inputs each sends below bicubic, and how many the gate would blend."""
-    from models.auto import BLEND_HIGH, BLEND_LOW
-
     print(f"\n{label}: mean PSNR (dB); choices taken hard at 0.5; '<bic' = images sent below bicubic")
     print(f"{'task':8} {'n':>3} {'bicubic':>8} {'clean':>8} {'noisy':>8} {'better':>8} {'probe':>8} {'gate':>8} "
           f"{'oracle':>8} {'<bic p':>6} {'<bic g':>6} {'blends':>6}")
